@@ -1,0 +1,585 @@
+"""Shared helpers for the mnist_models scripts, and a report on every trained model.
+
+The training and analysis scripts import this module for: loading and validating digit
+CSVs (with a fast cache), the stratified train/validation split, seeding, atomic saving of
+weights and their records, headless plotting, and the metrics they all use (accuracy,
+"MNIST-FID" and within-digit variety, both in the shipped classifier's feature space).
+
+Run it to print a report of every trained model found in weights/ and save its figures:
+
+    python analyze.py                  # classifier, diffusion model and GAN, if trained
+    python analyze.py --samples 2000   # generated digits per model for the metrics
+
+Importing it is cheap: TensorFlow, Keras and matplotlib load only inside the functions
+that need them, so every script can answer --help instantly.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+
+# -- data ---------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent
+DATASET_DIR = ROOT / "dataset"
+TRAIN_CSV = DATASET_DIR / "Train.csv"
+TEST_CSV = DATASET_DIR / "Test.csv"
+BUNDLE = DATASET_DIR / "mnist.npz"  # the committed compact copy the CSVs are written from
+BUNDLE_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"
+CACHE_DIR = DATASET_DIR / ".cache"
+NUM_PIXELS = 28 * 28
+NUM_CLASSES = 10
+VALIDATION_FRACTION = 0.1
+MIN_ROWS_TO_SPLIT = 20
+
+# -- outputs ------------------------------------------------------------------------------
+WEIGHTS_DIR = ROOT / "weights"
+FIGURES_DIR = ROOT / "generated_digits"
+CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "classifier_model.weights.h5"
+
+# -- metrics ------------------------------------------------------------------------------
+METRIC_SAMPLES_PER_DIGIT = 200
+FEATURE_LAYER = "features"  # the classifier layer whose activations MNIST-FID compares
+
+
+class DataError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+def fail(message, code=1):
+    """Print a one-line error and exit: the scripts' answer to bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+# =========================================================================================
+# Dataset
+# =========================================================================================
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_csv(path, images, labels):
+    """Write digits in the Kaggle layout; a lookup table makes 47M numbers cheap to format."""
+    as_text = np.array([str(v) for v in range(256)], dtype=object)
+    header = "label," + ",".join(f"pixel{i}" for i in range(NUM_PIXELS))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(header + "\n")
+        flat = images.reshape(len(images), NUM_PIXELS)
+        for start in range(0, len(flat), 5000):
+            rows = as_text[flat[start:start + 5000]]
+            f.write("".join(f"{label}," + ",".join(row) + "\n"
+                            for label, row in zip(labels[start:start + 5000], rows)))
+    os.replace(tmp, path)
+
+
+def ensure_dataset():
+    """Write dataset/Train.csv and Test.csv from the bundled MNIST copy if they are missing.
+
+    A CSV the user dropped in is never touched. The bundle is checked against its
+    sha256 first, so a damaged clone is reported instead of silently training on junk.
+    """
+    missing = [p for p in (TRAIN_CSV, TEST_CSV) if not p.exists()]
+    if not missing:
+        return
+    if not BUNDLE.exists():
+        raise DataError(f"{missing[0]} is missing and so is the bundled copy {BUNDLE}; "
+                        "restore it with `git checkout dataset/mnist.npz`")
+    if _sha256(BUNDLE) != BUNDLE_SHA256:
+        raise DataError(f"{BUNDLE} does not match its checksum; restore it with "
+                        "`git checkout dataset/mnist.npz`")
+    with np.load(BUNDLE) as bundle:
+        parts = {TRAIN_CSV: ("x_train", "y_train"), TEST_CSV: ("x_test", "y_test")}
+        for path in missing:
+            images, labels = bundle[parts[path][0]], bundle[parts[path][1]]
+            print(f"writing {path.relative_to(ROOT)} ({len(images):,} digits) from the bundled "
+                  "MNIST copy (first run only)")
+            _write_csv(path, images, labels)
+            _save_cache(path, images, labels)  # we know exactly what we wrote: skip the parse
+
+
+def _cache_path(csv_path):
+    key = hashlib.sha1(str(Path(csv_path).resolve()).encode()).hexdigest()[:12]
+    return CACHE_DIR / f"{Path(csv_path).stem}-{key}.npz"
+
+
+def _csv_fingerprint(csv_path):
+    stat = os.stat(csv_path)
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _save_cache(csv_path, images, labels):
+    try:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        target = _cache_path(csv_path)
+        tmp = target.with_name(target.stem + ".tmp.npz")
+        np.savez(tmp, images=images, labels=labels, fingerprint=_csv_fingerprint(csv_path))
+        os.replace(tmp, target)
+    except OSError:
+        pass  # a read-only checkout still works, it just parses every time
+
+
+def _load_cache(csv_path):
+    target = _cache_path(csv_path)
+    if not target.exists():
+        return None
+    try:
+        with np.load(target) as cached:
+            if str(cached["fingerprint"]) != _csv_fingerprint(csv_path):
+                return None
+            return cached["images"], cached["labels"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _first_bad_cell(frame, bad_mask):
+    row, col = np.argwhere(bad_mask)[0]
+    return row + 2, frame.columns[col]  # +2: 1-based, after the header line
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def parse_digits_csv(csv_path):
+    """Parse and validate a CSV in the Kaggle layout: label, then 784 pixels (0-255).
+
+    A header row is expected, but a file without one is read too.
+    Returns (images uint8 N x 28 x 28, labels uint8 N). Raises DataError with a one-line
+    explanation for anything a user could get wrong.
+    """
+    import pandas as pd
+
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: file not found")
+    if csv_path.stat().st_size == 0:
+        raise DataError(f"{csv_path}: file is empty")
+    try:
+        frame = pd.read_csv(csv_path, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{csv_path}: file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{csv_path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    if len(frame.columns) and _is_number(frame.columns[0]):  # no header: the first row is data
+        frame = pd.read_csv(csv_path, header=None, low_memory=False)
+        frame.columns = ["label"] + [f"pixel{i}" for i in range(frame.shape[1] - 1)]
+    if frame.shape[1] != NUM_PIXELS + 1:
+        raise DataError(f"{csv_path}: expected {NUM_PIXELS + 1} columns (label + {NUM_PIXELS} "
+                        f"pixels), found {frame.shape[1]}")
+    if len(frame) == 0:
+        raise DataError(f"{csv_path}: has a header but no rows")
+
+    numbers = frame.apply(pd.to_numeric, errors="coerce")
+    non_numeric = numbers.isna().to_numpy() & frame.notna().to_numpy()
+    if non_numeric.any():
+        row, col = _first_bad_cell(frame, non_numeric)
+        raise DataError(f"{csv_path}: non-numeric value {frame.at[row - 2, col]!r} "
+                        f"at line {row}, column {col!r}")
+    if numbers.isna().any().any():
+        row, col = _first_bad_cell(frame, numbers.isna().to_numpy())
+        raise DataError(f"{csv_path}: empty or NaN cell at line {row}, column {col!r}")
+
+    values = numbers.to_numpy(dtype=np.float64)
+    labels, pixels = values[:, 0], values[:, 1:]
+    bad_labels = (labels < 0) | (labels > 9) | (labels != np.round(labels))
+    if bad_labels.any():
+        row = int(np.argmax(bad_labels))
+        raise DataError(f"{csv_path}: label {labels[row]:g} at line {row + 2} is not a digit 0-9")
+    bad_pixels = (pixels < 0) | (pixels > 255)
+    if bad_pixels.any():
+        row, col = np.argwhere(bad_pixels)[0]
+        raise DataError(f"{csv_path}: pixel value {pixels[row, col]:g} at line {row + 2}, "
+                        f"column {frame.columns[col + 1]!r} is outside 0-255")
+    images = np.round(pixels).astype(np.uint8).reshape(-1, 28, 28)
+    return images, labels.astype(np.uint8)
+
+
+def load_digits_csv(csv_path=TRAIN_CSV):
+    """Load a digits CSV, from the cache when the file is unchanged (size and mtime).
+
+    The default dataset CSVs are written from the bundled copy on first use.
+    """
+    csv_path = Path(csv_path)
+    if csv_path.resolve() in (TRAIN_CSV, TEST_CSV):
+        ensure_dataset()
+    if csv_path.is_file():
+        cached = _load_cache(csv_path)
+        if cached is not None:
+            return cached
+    images, labels = parse_digits_csv(csv_path)
+    _save_cache(csv_path, images, labels)
+    return images, labels
+
+
+def split_train_validation(images, labels, fraction=VALIDATION_FRACTION, seed=0):
+    """Stratified split, so every digit is represented in validation as in training.
+
+    Falls back to a plain shuffle when some digit has too few rows to stratify.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if len(labels) < MIN_ROWS_TO_SPLIT:
+        raise DataError(f"{len(labels)} rows are too few to split into training and "
+                        f"validation; need at least {MIN_ROWS_TO_SPLIT}")
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    n_val = max(int(round(fraction * len(labels))), 1)
+    classes_present = int((counts > 0).sum())
+    stratify = labels if counts[counts > 0].min() >= 2 and n_val >= classes_present else None
+    x_train, x_val, y_train, y_val = train_test_split(
+        images, labels, test_size=n_val, random_state=seed, stratify=stratify)
+    return (x_train, y_train), (x_val, y_val)
+
+
+# =========================================================================================
+# Reproducibility, saving, records
+# =========================================================================================
+
+def set_seed(seed):
+    """Seed Python, NumPy and the backend once, and say so: runs are reproducible from logs."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    print(f"seed: {seed}")
+
+
+def record_path(weights_path):
+    """The JSON record that travels with a weights file (builder arguments, training log)."""
+    weights_path = Path(weights_path)
+    return weights_path.with_name(weights_path.name.replace(".weights.h5", "") + ".json")
+
+
+def save_weights_atomic(model, weights_path):
+    """Write weights to a temporary file, then rename: an interrupted save never leaves a
+    half-written file in place of a good one."""
+    weights_path = Path(weights_path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = weights_path.with_name(f".tmp-{os.getpid()}-{weights_path.name}")  # keeps .weights.h5
+    model.save_weights(tmp)
+    os.replace(tmp, weights_path)
+
+
+def write_json_atomic(data, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_record(weights_path):
+    """The record saved beside a weights file, or None if there is none (or it is unreadable)."""
+    try:
+        return json.loads(record_path(weights_path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def hardware_summary():
+    cpus = os.cpu_count()
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpus} CPU cores ({model}), no GPU" if cpus else model
+
+
+def command_line():
+    return "python " + " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
+
+
+def load_weights_or_fail(model, weights_path, make_command):
+    """Load weights into a freshly built model; missing or mismatched files become DataError."""
+    weights_path = Path(weights_path)
+    if not weights_path.is_file():
+        raise DataError(f"{weights_path} not found; make it with `{make_command}`")
+    try:
+        model.load_weights(weights_path)
+    except Exception as exc:  # Keras raises ValueError, OSError or h5py errors for bad files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{weights_path} does not fit this model ({reason[:160]}); "
+                        f"retrain with `{make_command}`") from None
+    return model
+
+
+# =========================================================================================
+# Headless plotting
+# =========================================================================================
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path):
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def save_image_grid(images, path, titles=None, columns=10, title=None, cell_inches=0.9):
+    """Save digits (N x 28 x 28, 0 = background) as a grid of black-on-white pictures."""
+    plt = _pyplot()
+    images = np.asarray(images)
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * cell_inches, rows * cell_inches
+                                                     + (0.4 if title else 0)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save_figure(fig, path)
+
+
+def save_training_curves(history, path, title="training"):
+    """Plot every metric in a Keras-style history dict, pairing train and val_ curves."""
+    plt = _pyplot()
+    names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return _save_figure(fig, path)
+
+
+def save_confusion_matrix(labels, predictions, path, title="confusion matrix"):
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ConfusionMatrixDisplay.from_predictions(labels, predictions, ax=ax, cmap="Blues",
+                                            colorbar=False, labels=list(range(NUM_CLASSES)))
+    ax.set_title(title)
+    return _save_figure(fig, path)
+
+
+def save_sample_rows(rows, path, row_names, title=None):
+    """One row per model, one column per digit: the side-by-side comparison figure."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), NUM_CLASSES, figsize=(NUM_CLASSES * 0.9, len(rows) * 1.0),
+                             squeeze=False)
+    for r, (images, name) in enumerate(zip(rows, row_names)):
+        for d in range(NUM_CLASSES):
+            ax = axes[r, d]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.imshow(images[d], cmap="gray_r", vmin=0, vmax=255)
+            if d == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0:
+                ax.set_title(str(d), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save_figure(fig, path)
+
+
+# =========================================================================================
+# Metrics
+# =========================================================================================
+
+def accuracy(labels, predictions):
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(labels, predictions))
+
+
+def to_model_input(images):
+    """uint8 digits (N x 28 x 28) -> the float N x 28 x 28 x 1 the models take (0-255)."""
+    return np.asarray(images, dtype=np.float32)[..., None]
+
+
+def classify(classifier, images, batch_size=1000):
+    """Class probabilities for uint8 digits."""
+    return classifier.predict(to_model_input(images), batch_size=batch_size, verbose=0)
+
+
+def feature_extractor(classifier):
+    import keras
+
+    return keras.Model(classifier.inputs, classifier.get_layer(FEATURE_LAYER).output)
+
+
+def features(extractor, images, batch_size=1000):
+    return extractor.predict(to_model_input(images), batch_size=batch_size, verbose=0).astype(np.float64)
+
+
+def frechet_distance(feats_a, feats_b):
+    """Fréchet distance between Gaussians fitted to two feature sets (the FID formula).
+
+    tr(sqrt(C_a C_b)) is computed from the eigenvalues of sqrt(C_a) C_b sqrt(C_a), which is
+    symmetric, so NumPy's eigh suffices and no complex-valued matrix square root is needed.
+    """
+    mu_a, mu_b = feats_a.mean(0), feats_b.mean(0)
+    cov_a, cov_b = np.cov(feats_a, rowvar=False), np.cov(feats_b, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov_a)
+    sqrt_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    cross = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
+    trace_sqrt = np.sqrt(np.clip(cross, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+
+
+def within_digit_variety(feats, labels):
+    """Mean distance of each sample's features from its digit's mean, averaged over digits.
+
+    Mode collapse shows up as a value well below the same measure on real digits."""
+    spreads = [np.linalg.norm(feats[labels == d] - feats[labels == d].mean(0), axis=1).mean()
+               for d in range(NUM_CLASSES) if (labels == d).sum() > 1]
+    return float(np.mean(spreads))
+
+
+class DigitMetrics:
+    """Everything needed to score generated digits: the classifier, its features of the
+    10k test set (the MNIST-FID reference) and of held-out real training digits (the
+    real-vs-real floor at the same sample size)."""
+
+    def __init__(self, classifier, test_images, train_images, train_labels, seed=0):
+        self.classifier = classifier
+        self.extractor = feature_extractor(classifier)
+        self.reference = features(self.extractor, test_images)
+        self._train_images, self._train_labels = train_images, train_labels
+        self._rng = np.random.default_rng(seed)
+
+    def real_floor(self, per_digit):
+        """MNIST-FID and variety of real training digits (same per-digit count) vs the test set."""
+        picks = np.concatenate([
+            self._rng.choice(np.flatnonzero(self._train_labels == d), per_digit, replace=False)
+            for d in range(NUM_CLASSES)])
+        feats = features(self.extractor, self._train_images[picks])
+        return {"fid": frechet_distance(feats, self.reference),
+                "variety": within_digit_variety(feats, self._train_labels[picks])}
+
+    def score(self, images, labels):
+        """Requested-digit accuracy, MNIST-FID and within-digit variety of generated digits."""
+        feats = features(self.extractor, images)
+        predicted = self.classifier.predict(to_model_input(images), batch_size=1000,
+                                            verbose=0).argmax(1)
+        return {"requested_digit_accuracy": accuracy(labels, predicted),
+                "fid": frechet_distance(feats, self.reference),
+                "variety": within_digit_variety(feats, labels)}
+
+
+# =========================================================================================
+# Report: `python analyze.py`
+# =========================================================================================
+
+def _report_classifier(classifier, test_images, test_labels):
+    predicted = classify(classifier, test_images).argmax(1)
+    record = read_record(CLASSIFIER_WEIGHTS) or {}
+    trained = record.get("training", {})
+    print(f"classifier ({record.get('config', {}).get('arch', '?')}): "
+          f"test accuracy {accuracy(test_labels, predicted):.2%} on {len(test_labels):,} digits"
+          + (f"; trained {trained.get('epochs')} epochs in {trained.get('wall_time_s', 0) / 60:.1f} "
+             f"min" if trained else ""))
+    path = save_confusion_matrix(test_labels, predicted, FIGURES_DIR / "classifier_confusion_matrix.png",
+                                 "classifier on the MNIST test set")
+    print(f"  saved {path.relative_to(ROOT)}")
+
+
+def _generators():
+    """(name, module) for each generator script whose weights are present."""
+    found = []
+    for module_name in ("train_diffusion", "train_gan"):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        if Path(module.GENERATOR_WEIGHTS).is_file():
+            found.append((module.MODEL_NAME, module))
+    return found
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--samples-per-digit", type=int, default=METRIC_SAMPLES_PER_DIGIT,
+                        help="generated digits per class for the generator metrics")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    args = parser.parse_args()
+    if args.samples_per_digit < 2:
+        fail("--samples-per-digit must be at least 2")
+
+    try:
+        from train_classifier import load_classifier
+
+        set_seed(args.seed)
+        test_images, test_labels = load_digits_csv(TEST_CSV)
+        classifier = load_classifier(CLASSIFIER_WEIGHTS)
+        _report_classifier(classifier, test_images, test_labels)
+
+        generators = _generators()
+        if not generators:
+            print("no generator weights in weights/ yet (train_diffusion.py, train_gan.py)")
+            return
+        train_images, train_labels = load_digits_csv(TRAIN_CSV)
+        metrics = DigitMetrics(classifier, test_images, train_images, train_labels, args.seed)
+        floor = metrics.real_floor(args.samples_per_digit)
+        n = args.samples_per_digit * NUM_CLASSES
+        rows, names, table = [], [], []
+        for name, module in generators:
+            start = time.perf_counter()
+            images, labels = module.generate_for_report(args.samples_per_digit, args.seed)
+            seconds = time.perf_counter() - start
+            score = metrics.score(images, labels)
+            record = read_record(module.GENERATOR_WEIGHTS) or {}
+            train_min = record.get("training", {}).get("wall_time_s", float("nan")) / 60
+            table.append((name, score, len(images) / seconds, train_min))
+            rows.append([images[labels == d][0] for d in range(NUM_CLASSES)])
+            names.append(name)
+        print(f"\ngenerators, {n:,} digits each ({args.samples_per_digit} per digit); "
+              f"real-vs-real floor at that size: MNIST-FID {floor['fid']:.2f}, "
+              f"variety {floor['variety']:.2f}")
+        print(f"{'model':<10} {'requested-digit acc':>20} {'MNIST-FID':>10} {'xfloor':>7} "
+              f"{'variety':>8} {'digits/s':>9} {'train min':>10}")
+        for name, score, speed, train_min in table:
+            print(f"{name:<10} {score['requested_digit_accuracy']:>20.2%} {score['fid']:>10.2f} "
+                  f"{score['fid'] / floor['fid']:>7.2f} {score['variety']:>8.2f} {speed:>9.0f} "
+                  f"{train_min:>10.1f}")
+        path = save_sample_rows(rows, FIGURES_DIR / "model_comparison.png", names,
+                                "one sample of each digit per model")
+        print(f"saved {path.relative_to(ROOT)}")
+    except DataError as exc:
+        fail(exc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Evaluate the trained classifier, or recognize your own pictures of digits.
+
+    python analyze_classifier.py                     # MNIST test set: accuracy, report, figures
+    python analyze_classifier.py --csv my.csv        # any labeled CSV in the Train.csv layout
+    python analyze_classifier.py --image a.png b.jpg # your own digit pictures
+    python analyze_classifier.py --json ...          # last line: one JSON object with the results
+
+It loads the shipped weights (weights/classifier_model.weights.h5) into the architecture
+from train_classifier.py; nothing is retrained. Pictures may be any size, colour or grey,
+dark ink on light paper or light on dark, anywhere in the frame: they are converted the
+way MNIST was made (ink cropped, fitted into 20x20 keeping its aspect ratio, centred by
+centre of mass in 28x28).
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+import analyze
+from analyze import DataError
+from train_classifier import load_classifier  # the one home of the architecture
+
+# -- data ---------------------------------------------------------------------------------
+TEST_CSV = analyze.TEST_CSV
+WEIGHTS = analyze.CLASSIFIER_WEIGHTS
+
+# -- picture conversion (MNIST's recipe) ---------------------------------------------------
+DIGIT_BOX = 20           # the ink is scaled to fit this square...
+CANVAS = 28              # ...then centred by mass on this one
+INK_THRESHOLD = 0.25     # fraction of the darkest ink below which a pixel counts as paper
+MIN_INK_CONTRAST = 24    # grey levels between paper and ink below which a picture is blank
+
+# -- outputs ------------------------------------------------------------------------------
+MAX_GALLERY = 50
+
+
+def read_grey_image(path):
+    """Decode a PNG/JPEG/GIF/BMP as float grey levels (0 = black, 255 = white)."""
+    import tensorflow as tf
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        pixels = tf.io.decode_image(data, expand_animations=False).numpy().astype(np.float32)
+    except (tf.errors.InvalidArgumentError, ValueError):
+        raise DataError(f"{path}: not a readable PNG, JPEG, GIF or BMP image") from None
+    if pixels.dtype != np.float32 or pixels.size == 0:
+        raise DataError(f"{path}: image is empty")
+    channels = pixels.shape[-1]
+    if channels in (2, 4):  # transparent pixels are paper: composite onto white
+        alpha = pixels[..., -1:] / 255
+        pixels = pixels[..., :-1] * alpha + 255 * (1 - alpha)
+    if pixels.shape[-1] == 3:
+        return pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return pixels[..., 0]
+
+
+def to_mnist_digit(grey, name="image"):
+    """Turn a grey picture of one digit into a 28x28 uint8 MNIST-style digit (ink bright)."""
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    paper = float(np.median(border))
+    # The border tells which way round the picture is: mostly light means dark ink.
+    ink = (paper - grey) if paper >= 128 else (grey - paper)
+    ink = np.clip(ink, 0, None)
+    if ink.max() < MIN_INK_CONTRAST:
+        raise DataError(f"{name}: no digit found (the picture is blank)")
+    ink = ink / ink.max()
+    ink[ink < INK_THRESHOLD] = 0  # paper grain and shadows would otherwise stretch the box
+    rows, cols = np.nonzero(ink)
+    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+    import tensorflow as tf
+
+    scale = DIGIT_BOX / max(crop.shape)
+    size = (max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale)))
+    fitted = tf.image.resize(crop[..., None], size, method="area" if scale < 1 else "bilinear",
+                             antialias=True).numpy()[..., 0]
+    fitted = np.clip(fitted / fitted.max(), 0, 1)
+
+    total = fitted.sum()
+    centre_y = (fitted.sum(1) * np.arange(size[0])).sum() / total
+    centre_x = (fitted.sum(0) * np.arange(size[1])).sum() / total
+    top = int(np.clip(round((CANVAS - 1) / 2 - centre_y), 0, CANVAS - size[0]))
+    left = int(np.clip(round((CANVAS - 1) / 2 - centre_x), 0, CANVAS - size[1]))
+    canvas = np.zeros((CANVAS, CANVAS), np.float32)
+    canvas[top:top + size[0], left:left + size[1]] = fitted
+    return np.round(canvas * 255).astype(np.uint8)
+
+
+def load_picture(path):
+    return to_mnist_digit(read_grey_image(path), str(path))
+
+
+def evaluate_csv(classifier, csv_path, as_json, figures_dir):
+    from sklearn.metrics import classification_report
+
+    images, labels = analyze.load_digits_csv(csv_path)
+    probabilities = analyze.classify(classifier, images)
+    predicted = probabilities.argmax(1)
+    acc = analyze.accuracy(labels, predicted)
+    print(f"accuracy on {csv_path}: {acc:.2%} ({int((predicted == labels).sum()):,} of {len(labels):,})")
+    print(classification_report(labels, predicted, labels=list(range(analyze.NUM_CLASSES)),
+                                digits=4, zero_division=0))
+    stem = Path(csv_path).stem.lower()
+    matrix = analyze.save_confusion_matrix(labels, predicted,
+                                           Path(figures_dir) / f"classifier_confusion_{stem}.png",
+                                           f"classifier on {Path(csv_path).name}")
+    wrong = np.flatnonzero(predicted != labels)
+    # The most confident mistakes first: they show what the model really gets wrong.
+    wrong = wrong[np.argsort(-probabilities[wrong].max(1))][:MAX_GALLERY]
+    print(f"saved {matrix}")
+    if len(wrong):
+        gallery = analyze.save_image_grid(
+            images[wrong], Path(figures_dir) / f"classifier_misclassified_{stem}.png",
+            titles=[f"true {labels[i]} → {predicted[i]}" for i in wrong],
+            title=f"{len(wrong)} misclassified digits (most confident first)")
+        print(f"saved {gallery}")
+    if as_json:
+        print(json.dumps({"accuracy": acc, "n": int(len(labels)), "csv": str(csv_path)}))
+
+
+def recognize_pictures(classifier, paths, as_json, figures_dir):
+    digits = np.stack([load_picture(p) for p in paths])  # every file checked before any output
+    probabilities = analyze.classify(classifier, digits)
+    predictions = []
+    for path, p in zip(paths, probabilities):
+        digit = int(p.argmax())
+        predictions.append({"file": str(path), "digit": digit, "confidence": round(float(p[digit]), 4)})
+        print(f"{path}: {digit} (confidence {p[digit]:.1%})")
+    figure = analyze.save_image_grid(digits, Path(figures_dir) / "recognized_pictures.png",
+                                     titles=[f"{Path(q['file']).name[:12]}: {q['digit']}" for q in predictions],
+                                     columns=min(len(digits), 8), cell_inches=1.2,
+                                     title="your pictures as the classifier sees them")
+    print(f"saved {figure}")
+    if as_json:
+        print(json.dumps({"predictions": predictions}))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Evaluate the digit classifier or recognize pictures.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--csv", type=Path, default=TEST_CSV, help="labeled CSV to evaluate")
+    source.add_argument("--image", type=Path, nargs="+", metavar="FILE",
+                        help="pictures of single digits to recognize (PNG, JPEG, GIF, BMP)")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="classifier weights")
+    parser.add_argument("--figures-dir", type=Path, default=analyze.FIGURES_DIR,
+                        help="where the PNG figures go")
+    parser.add_argument("--json", action="store_true",
+                        help="end the output with one line of JSON holding the results")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.image:
+            # Check the pictures before paying for TensorFlow's model start-up.
+            for path in args.image:
+                if not Path(path).is_file():
+                    raise DataError(f"{path}: file not found")
+        classifier = load_classifier(args.weights)
+        if args.image:
+            recognize_pictures(classifier, args.image, args.json, args.figures_dir)
+        else:
+            evaluate_csv(classifier, args.csv, args.json, args.figures_dir)
+    except DataError as exc:
+        analyze.fail(exc)
+
+
+if __name__ == "__main__":
+    main()

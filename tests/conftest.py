@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny digit CSVs cut from the bundled MNIST copy, and a script runner."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import analyze  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    with np.load(analyze.BUNDLE) as bundle:
+        return {key: bundle[key] for key in bundle}
+
+
+def write_csv(path, images, labels):
+    """Write a CSV in the Train.csv layout (the project's own writer, also under test)."""
+    analyze._write_csv(Path(path), np.asarray(images, np.uint8), np.asarray(labels))
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory, mnist):
+    """300 training digits: enough to split and run every script's dry run."""
+    return write_csv(tmp_path_factory.mktemp("data") / "tiny.csv",
+                     mnist["x_train"][:300], mnist["y_train"][:300])
+
+
+@pytest.fixture(scope="session")
+def tiny_test_csv(tmp_path_factory, mnist):
+    return write_csv(tmp_path_factory.mktemp("data") / "tiny_test.csv",
+                     mnist["x_test"][:200], mnist["y_test"][:200])
+
+
+def run_script(*args, stdin=None, timeout=300):
+    """Run a project script as a user would; returns the CompletedProcess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_clean_failure(result, *fragments):
+    """Bad input: non-zero exit, a one-line 'error:' message, no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")
+              or ": error:" in line]
+    assert errors, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)

@@ -1,0 +1,186 @@
+"""train_classifier.py and analyze_classifier.py end to end, as a user runs them."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import analyze
+import analyze_classifier
+import train_classifier
+from conftest import ROOT, assert_clean_failure, run_script, write_csv
+from test_pictures import encode_png, photo_of
+
+
+@pytest.fixture(scope="module")
+def dry_weights(tmp_path_factory, tiny_csv, tiny_test_csv):
+    """A CNN trained for a few batches by the real script, with its record."""
+    out = tmp_path_factory.mktemp("weights")
+    result = run_script("train_classifier.py", "--dry-run", "--csv", tiny_csv, "--test-csv",
+                        tiny_test_csv, "--weights", out / "c.weights.h5", "--figures-dir", out)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout
+    return out / "c.weights.h5"
+
+
+def test_help_answers_without_tensorflow():
+    for script in ("train_classifier.py", "analyze_classifier.py", "train_diffusion.py", "analyze.py"):
+        code = (f"import sys, runpy; sys.argv = ['{script}', '--help']\n"
+                f"try:\n    runpy.run_path('{script}', run_name='__main__')\n"
+                "except SystemExit:\n    pass\n"
+                "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, script\n")
+        result = run_script("-c", code)
+        assert result.returncode == 0, result.stderr
+        assert "default" in result.stdout
+
+
+def test_dry_run_saves_weights_record_and_curves(dry_weights):
+    record = json.loads(analyze.record_path(dry_weights).read_text())
+    assert record["config"] == {"arch": "cnn"}
+    assert record["training"]["epochs"] == 1 and "wall_time_s" in record["training"]
+    assert 0 <= record["metrics"]["test_accuracy"] <= 1
+    assert (dry_weights.parent / "classifier_cnn_training_curves.png").stat().st_size > 1000
+    leftovers = [p.name for p in dry_weights.parent.iterdir() if p.name.startswith((".tmp", ".best", ".backup"))]
+    assert leftovers == []
+
+
+def test_mlp_dry_run(tmp_path, tiny_csv):
+    result = run_script("train_classifier.py", "--arch", "mlp", "--dry-run", "--csv", tiny_csv,
+                        "--test-csv", "", "--weights", tmp_path / "m.weights.h5", "--figures-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["config"] == {"arch": "mlp"}
+
+
+def test_worse_weights_never_replace_better_ones(tmp_path, dry_weights, tiny_csv, tiny_test_csv):
+    target = tmp_path / "c.weights.h5"
+    shutil.copy(dry_weights, target)
+    record = json.loads(analyze.record_path(dry_weights).read_text())
+    record["metrics"]["test_accuracy"] = 0.999  # pretend the existing weights are excellent
+    analyze.write_json_atomic(record, analyze.record_path(target))
+    before = target.read_bytes()
+    result = run_script("train_classifier.py", "--dry-run", "--csv", tiny_csv, "--test-csv",
+                        tiny_test_csv, "--weights", target, "--figures-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "kept" in result.stdout
+    assert target.read_bytes() == before
+    assert (tmp_path / "c.new.weights.h5").exists()
+
+
+def test_interrupted_training_resumes_from_its_backup(tmp_path, tiny_csv):
+    """Ctrl-C after the first epoch leaves a backup; the next run starts at epoch 2."""
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "c.weights.h5"
+    args = ["train_classifier.py", "--csv", tiny_csv, "--test-csv", "", "--weights", target,
+            "--figures-dir", tmp_path, "--epochs", "3", "--batch-size", "16"]
+    # A callback-free way to interrupt after epoch 1: kill the process once the backup exists.
+    proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    backup = tmp_path / ".backup-c"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(backup.rglob("*.json")) and proc.poll() is None:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert any(backup.rglob("*.json")), "no backup was written after the first epoch"
+    assert not target.exists()
+    result = run_script(*args)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout and "Epoch 1/3" not in result.stdout
+    assert target.exists() and not backup.exists()
+
+
+def test_analyze_classifier_reports_on_a_csv_as_json(tmp_path, dry_weights, tiny_test_csv):
+    result = run_script("analyze_classifier.py", "--weights", dry_weights, "--csv", tiny_test_csv,
+                        "--figures-dir", tmp_path, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["n"] == 200 and 0 <= summary["accuracy"] <= 1
+    assert "precision" in result.stdout  # sklearn's classification report
+    assert (tmp_path / "classifier_confusion_tiny_test.png").exists()
+
+
+def test_analyze_classifier_recognizes_pictures_as_json(tmp_path, dry_weights, mnist):
+    paths = []
+    for i, kwargs in enumerate([{}, {"dark_ink": False}, {"rgb": True}]):
+        path = tmp_path / f"pic{i}.png"
+        path.write_bytes(encode_png(photo_of(mnist["x_test"][i], **kwargs)))
+        paths.append(path)
+    result = run_script("analyze_classifier.py", "--weights", dry_weights, "--image", *paths,
+                        "--figures-dir", tmp_path, "--json")
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout.strip().splitlines()[-1])["predictions"]
+    assert [p["file"] for p in predictions] == [str(p) for p in paths]
+    assert all(0 <= p["digit"] <= 9 and 0 <= p["confidence"] <= 1 for p in predictions)
+    assert (tmp_path / "recognized_pictures.png").exists()
+
+
+@pytest.mark.skipif(not analyze.CLASSIFIER_WEIGHTS.exists(), reason="no shipped classifier weights")
+def test_shipped_classifier_reads_synthetic_pictures(tmp_path, mnist):
+    paths, truth = [], []
+    for i in range(10):
+        kwargs = [{}, {"dark_ink": False}, {"rgb": True}][i % 3]
+        path = tmp_path / f"pic{i}.png"
+        path.write_bytes(encode_png(photo_of(mnist["x_test"][i], **kwargs)))
+        paths.append(path)
+        truth.append(int(mnist["y_test"][i]))
+    result = run_script("analyze_classifier.py", "--image", *paths, "--figures-dir", tmp_path, "--json")
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout.strip().splitlines()[-1])["predictions"]
+    assert [p["digit"] for p in predictions] == truth
+
+
+def test_analysis_uses_the_training_builder():
+    assert analyze_classifier.load_classifier is train_classifier.load_classifier
+    source = (ROOT / "analyze_classifier.py").read_text() + (ROOT / "analyze.py").read_text()
+    assert "Conv2D" not in source and "Dense(" not in source
+
+
+@pytest.mark.parametrize("make_csv, message", [
+    (lambda p: p.write_text(""), "file is empty"),
+    (lambda p: p.write_text("label,pixel0\n1,2\n"), "expected 785 columns"),
+    (lambda p: p.write_text("label," + ",".join(f"pixel{i}" for i in range(784)) + "\n"
+                            + "12," + ",".join(["0"] * 784) + "\n"), "not a digit"),
+])
+def test_bad_training_csv_fails_cleanly(tmp_path, make_csv, message):
+    csv = tmp_path / "bad.csv"
+    make_csv(csv)
+    result = run_script("train_classifier.py", "--dry-run", "--csv", csv, "--weights", tmp_path / "w.weights.h5")
+    assert_clean_failure(result, message)
+
+
+def test_too_few_rows_and_missing_csv_fail_cleanly(tmp_path, mnist):
+    csv = write_csv(tmp_path / "five.csv", mnist["x_train"][:5], mnist["y_train"][:5])
+    result = run_script("train_classifier.py", "--dry-run", "--csv", csv, "--weights", tmp_path / "w.weights.h5")
+    assert_clean_failure(result, "too few to split")
+    result = run_script("analyze_classifier.py", "--csv", tmp_path / "absent.csv")
+    assert_clean_failure(result, "file not found")
+
+
+def test_unknown_arch_fails_cleanly():
+    assert_clean_failure(run_script("train_classifier.py", "--arch", "resnet"), "unknown --arch 'resnet'")
+
+
+def test_missing_and_incompatible_weights_fail_cleanly(tmp_path, tiny_csv):
+    result = run_script("analyze_classifier.py", "--weights", tmp_path / "none.weights.h5")
+    assert_clean_failure(result, "not found", "python train_classifier.py")
+    run_script("train_classifier.py", "--arch", "mlp", "--dry-run", "--csv", tiny_csv, "--test-csv", "",
+               "--weights", tmp_path / "m.weights.h5", "--figures-dir", tmp_path)
+    (tmp_path / "m.json").write_text(json.dumps({"config": {"arch": "cnn"}}))  # lies about the arch
+    result = run_script("analyze_classifier.py", "--weights", tmp_path / "m.weights.h5")
+    assert_clean_failure(result, "does not fit", "python train_classifier.py")
+    (tmp_path / "junk.weights.h5").write_text("junk")
+    result = run_script("analyze_classifier.py", "--weights", tmp_path / "junk.weights.h5")
+    assert_clean_failure(result, "does not fit")
+
+
+def test_bad_pictures_fail_cleanly(tmp_path, dry_weights):
+    text = tmp_path / "note.png"
+    text.write_text("hello")
+    result = run_script("analyze_classifier.py", "--weights", dry_weights, "--image", text)
+    assert_clean_failure(result, "not a readable PNG")
+    result = run_script("analyze_classifier.py", "--weights", dry_weights, "--image", tmp_path / "gone.png")
+    assert_clean_failure(result, "file not found")

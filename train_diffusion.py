@@ -1,0 +1,410 @@
+"""Train a class-conditional diffusion model on dataset/Train.csv and draw digits with DDIM.
+
+    python train_diffusion.py            # asks: 0 = train from scratch, 1 = continue, 2 = generate
+    python train_diffusion.py --mode 2 --digit 7 --num-per-digit 64 --output sevens.npz
+    python train_diffusion.py --mode 1 --epochs 40    # continue until 40 epochs in total
+
+The network is a small U-Net told the noise level and the digit. It predicts "v" (a mix of
+noise and image that stays well scaled at every noise level) on a cosine schedule over data
+in [-1, 1]. Labels are dropped 10% of the time during training so the same network also
+learns unconditional digits, which classifier-free guidance uses at sampling time. Samples
+come from an exponential moving average (EMA) of the weights, with a deterministic (eta=0)
+DDIM sampler whose steps run as one compiled call on the whole batch.
+
+Generation writes generated_digits/ddim_generated_<d>.png for every digit, and with
+--output an .npz of uint8 images (0 = background, like MNIST) and their labels.
+weights/diffusion_model.weights.h5 holds network, EMA and optimizer state, written
+atomically after every epoch, so Ctrl-C loses at most the epoch in progress.
+"""
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import analyze
+from analyze import DataError
+
+# -- data ---------------------------------------------------------------------------------
+TRAIN_CSV = analyze.TRAIN_CSV
+
+# -- model --------------------------------------------------------------------------------
+MODEL_NAME = "diffusion"
+GENERATOR_WEIGHTS = analyze.WEIGHTS_DIR / "diffusion_model.weights.h5"
+MODEL_CONFIG = {"widths": [32, 64, 96], "embedding_dim": 128}
+NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
+
+# -- training -----------------------------------------------------------------------------
+EPOCHS = 30
+BATCH_SIZE = 128
+LEARNING_RATE = 1e-3
+LABEL_DROPOUT = 0.1
+EMA_DECAY = 0.999
+SEED = 42
+DRY_RUN_BATCHES = 2
+
+# -- sampling -----------------------------------------------------------------------------
+STEPS = 20
+GUIDANCE = 2.0
+ETA = 0.0
+NUM_PER_DIGIT = 16
+SAMPLING_BATCH = 500
+MIN_ANGLE, MAX_ANGLE = 0.02, math.pi / 2  # signal = cos(angle), noise = sin(angle)
+
+MODES = {"0": "train from scratch", "1": "continue training", "2": "generate only"}
+
+
+# =========================================================================================
+# Model
+# =========================================================================================
+
+def build_unet(widths=(32, 64, 96), embedding_dim=128):
+    """U-Net: (noisy digit, noise angle, label 0-10) -> predicted v, all at 28x28."""
+    import keras
+    from keras import layers, ops
+
+    def timestep_embedding(angle):
+        # Sinusoidal features of the angle at geometrically spaced frequencies.
+        freqs = ops.exp(ops.linspace(0.0, math.log(1000.0), embedding_dim // 2))
+        scaled = angle[:, None] * freqs[None, :]
+        return ops.concatenate([ops.sin(scaled), ops.cos(scaled)], axis=-1)
+
+    def res_block(x, emb, width):
+        skip = x if x.shape[-1] == width else layers.Conv2D(width, 1)(x)
+        h = layers.Activation("swish")(layers.GroupNormalization(8)(x))
+        h = layers.Conv2D(width, 3, padding="same")(h)
+        h = h + layers.Reshape((1, 1, width))(layers.Dense(width)(emb))
+        h = layers.Activation("swish")(layers.GroupNormalization(8)(h))
+        h = layers.Conv2D(width, 3, padding="same")(h)
+        return h + skip
+
+    noisy = keras.Input((28, 28, 1), name="noisy")
+    angle = keras.Input((), name="angle")
+    label = keras.Input((), dtype="int32", name="label")
+    emb = layers.Lambda(timestep_embedding, name="angle_features")(angle)
+    emb = layers.Dense(embedding_dim, activation="swish")(emb)
+    emb = emb + layers.Flatten()(layers.Embedding(NULL_LABEL + 1, embedding_dim)(label))
+    emb = layers.Dense(embedding_dim, activation="swish")(emb)
+
+    x = layers.Conv2D(widths[0], 3, padding="same")(noisy)
+    skips = []
+    for i, width in enumerate(widths):
+        x = res_block(x, emb, width)
+        skips.append(x)
+        if i < len(widths) - 1:
+            x = layers.AveragePooling2D(2)(x)
+    x = res_block(x, emb, widths[-1])
+    for i, width in reversed(list(enumerate(widths))):
+        if i < len(widths) - 1:
+            x = layers.UpSampling2D(interpolation="nearest")(x)
+        x = res_block(layers.Concatenate()([x, skips[i]]), emb, width)
+    x = layers.Activation("swish")(layers.GroupNormalization(8)(x))
+    v = layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros")(x)
+    return keras.Model([noisy, angle, label], v, name="unet")
+
+
+def make_diffusion(config):
+    """The trainer: network + EMA copy + custom train_step. Its weights file is the checkpoint."""
+    import keras
+    import tensorflow as tf
+
+    class Diffusion(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.network = build_unet(**config)
+            self.ema_network = build_unet(**config)
+            self.ema_network.set_weights(self.network.get_weights())
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.built = True  # both networks are built; the wrapper has no weights of its own
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker]
+
+        def train_step(self, data):
+            images, labels = data
+            n = tf.shape(images)[0]
+            x0 = tf.cast(images, tf.float32)[..., None] / 127.5 - 1.0
+            angle = tf.random.uniform((n,), MIN_ANGLE, MAX_ANGLE)
+            noise = tf.random.normal(tf.shape(x0))
+            c, s = tf.cos(angle)[:, None, None, None], tf.sin(angle)[:, None, None, None]
+            noisy = c * x0 + s * noise
+            target_v = c * noise - s * x0
+            dropped = tf.random.uniform((n,)) < LABEL_DROPOUT
+            labels = tf.where(dropped, NULL_LABEL, tf.cast(labels, tf.int32))
+            with tf.GradientTape() as tape:
+                v = self.network([noisy, angle, labels], training=True)
+                loss = tf.reduce_mean(tf.square(v - target_v))
+            grads = tape.gradient(loss, self.network.trainable_weights)
+            self.optimizer.apply_gradients(zip(grads, self.network.trainable_weights))
+            for weight, ema_weight in zip(self.network.weights, self.ema_network.weights):
+                ema_weight.assign(EMA_DECAY * ema_weight + (1 - EMA_DECAY) * weight)
+            self.loss_tracker.update_state(loss)
+            return {"loss": self.loss_tracker.result()}
+
+    model = Diffusion()
+    model.compile(optimizer=keras.optimizers.AdamW(LEARNING_RATE, weight_decay=1e-4, clipnorm=1.0))
+    model.optimizer.build(model.network.trainable_weights)  # so a checkpoint can restore its state
+    return model
+
+
+def load_diffusion(weights_path, config):
+    model = make_diffusion(config)
+    return analyze.load_weights_or_fail(model, weights_path, "python train_diffusion.py --mode 0")
+
+
+def config_from_record(weights_path):
+    record = analyze.read_record(weights_path)
+    return (record or {}).get("config", MODEL_CONFIG), record
+
+
+# =========================================================================================
+# Sampling
+# =========================================================================================
+
+class Sampler:
+    """Deterministic-or-not DDIM over the angle schedule, with classifier-free guidance.
+
+    Each step is one compiled call of the network on conditional and unconditional copies
+    of the whole batch together."""
+
+    def __init__(self, network):
+        import tensorflow as tf
+
+        self.network = network
+        self._step = tf.function(self._denoise_step, reduce_retracing=True)
+
+    def _denoise_step(self, x, labels, angle, next_angle, guidance, eta, fresh_noise):
+        import tensorflow as tf
+
+        n = tf.shape(x)[0]
+        angles = tf.fill((2 * n,), angle)
+        both = self.network([tf.concat([x, x], 0), angles,
+                             tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0)], training=False)
+        v_cond, v_uncond = both[:n], both[n:]
+        v = v_uncond + guidance * (v_cond - v_uncond)
+        c, s = tf.cos(angle), tf.sin(angle)
+        x0 = tf.clip_by_value(c * x - s * v, -1.0, 1.0)  # data lives in [-1, 1]
+        eps = (x - c * x0) / s
+        c_next, s_next = tf.cos(next_angle), tf.sin(next_angle)
+        # DDIM's sigma, written with alpha_bar = cos^2: eta=0 is deterministic, 1 is DDPM-like.
+        sigma = eta * tf.sqrt(tf.maximum(s_next ** 2 / s ** 2 * (1 - c ** 2 / tf.maximum(c_next ** 2, 1e-12)), 0.0))
+        sigma = tf.minimum(sigma, s_next)
+        return c_next * x0 + tf.sqrt(s_next ** 2 - sigma ** 2) * eps + sigma * fresh_noise, x0
+
+    def __call__(self, labels, steps=STEPS, guidance=GUIDANCE, eta=ETA, seed=SEED,
+                 batch_size=SAMPLING_BATCH, progress=True):
+        """uint8 digits (N x 28 x 28, 0 = background) of the requested labels."""
+        import keras
+        import tensorflow as tf
+
+        rng = np.random.default_rng(seed)
+        angles = np.linspace(MAX_ANGLE, 0.0, steps + 1).astype(np.float32)
+        out = []
+        bar = (keras.utils.Progbar(len(labels) * steps, unit_name="digit-step",
+                                   verbose=1 if sys.stdout.isatty() else 2) if progress else None)
+        for start in range(0, len(labels), batch_size):
+            batch_labels = tf.constant(labels[start:start + batch_size], tf.int32)
+            n = len(batch_labels)
+            x = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32))
+            for i in range(steps):
+                noise = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32)
+                                    if eta > 0 else np.zeros((n, 28, 28, 1), np.float32))
+                x, x0 = self._step(x, batch_labels, tf.constant(max(angles[i], MIN_ANGLE)),
+                                   tf.constant(angles[i + 1]), tf.constant(guidance, tf.float32),
+                                   tf.constant(eta, tf.float32), noise)
+                if bar:
+                    bar.add(n)
+            out.append(x0.numpy())  # the last step's x0 is the clean prediction
+        images = np.concatenate(out)[..., 0]
+        return np.round((images + 1) * 127.5).clip(0, 255).astype(np.uint8)
+
+
+def requested_labels(digit, num_per_digit):
+    digits = [digit] if digit is not None else range(analyze.NUM_CLASSES)
+    return np.repeat(np.array(list(digits), np.int32), num_per_digit)
+
+
+def save_digit_grids(images, labels, prefix="ddim_generated", directory=analyze.FIGURES_DIR):
+    """One PNG per requested digit, as the seed repository did."""
+    paths = []
+    for d in np.unique(labels):
+        digit_images = images[labels == d][:100]
+        paths.append(analyze.save_image_grid(digit_images, Path(directory) / f"{prefix}_{d}.png",
+                                             columns=min(10, len(digit_images)),
+                                             title=f"digit {d}"))
+    return paths
+
+
+def save_npz(path, images, labels):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.stem}.npz")
+    np.savez_compressed(tmp, images=images, labels=labels.astype(np.uint8))
+    tmp.replace(path)
+
+
+def generate_for_report(num_per_digit, seed):
+    """Used by analyze.py: default-settings samples of every digit from the shipped weights."""
+    config, _ = config_from_record(GENERATOR_WEIGHTS)
+    model = load_diffusion(GENERATOR_WEIGHTS, config)
+    labels = requested_labels(None, num_per_digit)
+    return Sampler(model.ema_network)(labels, seed=seed, progress=False), labels
+
+
+# =========================================================================================
+# Training
+# =========================================================================================
+
+def make_epoch_end_saver(model, args, record, weights_path, preview_labels):
+    """Keras callback: after each epoch, write checkpoint + record atomically, draw a preview."""
+    import keras
+
+    class SaveEveryEpoch(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+            self.wall_before = record["training"].get("wall_time_s", 0.0)
+
+        def on_epoch_end(self, epoch, logs=None):
+            training = record["training"]
+            training["epochs"] = epoch + 1
+            training["wall_time_s"] = round(self.wall_before + time.perf_counter() - self.started, 1)
+            training.setdefault("loss", []).append(round(float(logs["loss"]), 5))
+            if args.dry_run:
+                return  # a dry run saves once at the end, and never over the default weights
+            analyze.save_weights_atomic(model, weights_path)
+            analyze.write_json_atomic(record, analyze.record_path(weights_path))
+            preview = Sampler(model.ema_network)(preview_labels, seed=SEED, progress=False)
+            analyze.save_image_grid(preview, Path(args.figures_dir) / "diffusion_progress.png",
+                                    columns=10, title=f"EMA samples after epoch {epoch + 1}")
+
+    return SaveEveryEpoch()
+
+
+def train(args, model, record, weights_path):
+    import tensorflow as tf
+
+    images, labels = analyze.load_digits_csv(args.csv)
+    if len(images) == 0:
+        raise DataError(f"{args.csv} has no digits")
+    print(f"training on {len(images):,} digits from {args.csv}")
+    ds = (tf.data.Dataset.from_tensor_slices((images, labels))
+          .shuffle(len(images), seed=args.seed).batch(args.batch_size, drop_remainder=len(images) >= args.batch_size)
+          .prefetch(tf.data.AUTOTUNE))
+    if args.dry_run:
+        ds = ds.take(DRY_RUN_BATCHES)
+    done = record["training"].get("epochs", 0)
+    target = done + 1 if args.dry_run else args.epochs
+    if done >= target:
+        print(f"already trained {done} epochs; pass a larger --epochs to train more")
+        return
+    record["training"].update({"command": analyze.command_line(), "csv": str(args.csv),
+                               "batch_size": args.batch_size, "seed": args.seed,
+                               "hardware": analyze.hardware_summary()})
+    preview_labels = requested_labels(None, 2)
+    saver = make_epoch_end_saver(model, args, record, weights_path, preview_labels)
+    model.fit(ds, initial_epoch=done, epochs=target, callbacks=[saver], shuffle=False,
+              verbose="auto" if sys.stdout.isatty() else 2)
+    if args.dry_run and Path(weights_path).resolve() != GENERATOR_WEIGHTS:
+        analyze.save_weights_atomic(model, weights_path)
+        analyze.write_json_atomic(record, analyze.record_path(weights_path))
+
+
+def ask_mode():
+    """The interactive prompt; re-asks on bad answers, exits 2 at end of input."""
+    print("What should train_diffusion.py do?")
+    for key, meaning in MODES.items():
+        print(f"  {key} = {meaning}")
+    while True:
+        try:
+            answer = input("mode [0/1/2]: ").strip()
+        except EOFError:
+            print("\nerror: no answer at the mode prompt (end of input); pass --mode 0, 1 or 2",
+                  file=sys.stderr)
+            sys.exit(2)
+        if answer in MODES:
+            return int(answer)
+        print(f"  {answer!r} is not a mode: type 0, 1 or 2 and press Enter")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Train the conditional DDIM digit model and/or draw digits.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--mode", type=int, choices=(0, 1, 2),
+                        help="0 = train from scratch, 1 = continue training, 2 = generate only "
+                             "(default: ask at a prompt)")
+    parser.add_argument("--digit", type=int, help="generate only this digit (default: all ten)")
+    parser.add_argument("--num-per-digit", type=int, default=NUM_PER_DIGIT, help="samples per digit")
+    parser.add_argument("--steps", type=int, default=STEPS, help="DDIM sampling steps")
+    parser.add_argument("--guidance", type=float, default=GUIDANCE,
+                        help="classifier-free guidance scale (1 = plain conditional)")
+    parser.add_argument("--eta", type=float, default=ETA, help="DDIM eta: 0 deterministic, 1 DDPM-like")
+    parser.add_argument("--seed", type=int, default=SEED, help="random seed (same seed, same digits)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help="train until this many epochs in total (mode 1 continues the count)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="training batch size")
+    parser.add_argument("--output", type=Path, help="also save the samples to this .npz")
+    parser.add_argument("--csv", type=Path, default=TRAIN_CSV, help="training CSV")
+    parser.add_argument("--weights", type=Path, default=GENERATOR_WEIGHTS, help="checkpoint file")
+    parser.add_argument("--figures-dir", type=Path, default=analyze.FIGURES_DIR,
+                        help="where the ddim_generated_<d>.png grids go")
+    parser.add_argument("--dry-run", action="store_true",
+                        help=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps")
+    args = parser.parse_args(argv)
+    if args.digit is not None and not 0 <= args.digit <= 9:
+        parser.error(f"--digit must be 0-9, got {args.digit}")
+    for name in ("num_per_digit", "steps", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.guidance < 0:
+        parser.error("--guidance must be 0 or more")
+    if not 0 <= args.eta <= 1:
+        parser.error("--eta must be between 0 and 1")
+    if args.output is not None and args.output.suffix != ".npz":
+        parser.error("--output must end in .npz")
+    if not str(args.weights).endswith(".weights.h5"):
+        parser.error("--weights must end in .weights.h5 (Keras 3 naming)")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    mode = args.mode if args.mode is not None else ask_mode()
+    try:
+        analyze.set_seed(args.seed)
+        if mode == 0:
+            config, record = dict(MODEL_CONFIG), None
+            model = make_diffusion(config)
+        else:
+            config, record = config_from_record(args.weights)
+            model = load_diffusion(args.weights, config)
+        if mode in (0, 1):
+            record = record if mode == 1 and record else {"builder": "train_diffusion.build_unet",
+                                                          "config": config, "training": {}}
+            if mode == 0 and args.weights.exists() and not args.dry_run:
+                print(f"note: {args.weights} will be replaced after the first finished epoch")
+            train(args, model, record, args.weights)
+
+        labels = requested_labels(args.digit, args.num_per_digit)
+        start = time.perf_counter()
+        images = Sampler(model.ema_network)(labels, steps=2 if args.dry_run else args.steps,
+                                            guidance=args.guidance, eta=args.eta, seed=args.seed)
+        seconds = time.perf_counter() - start
+        print(f"generated {len(images):,} digits in {seconds:.1f} s ({len(images) / seconds:.0f} digits/s)")
+        for path in save_digit_grids(images, labels, directory=args.figures_dir):
+            print(f"saved {path}")
+        if args.output:
+            save_npz(args.output, images, labels)
+            print(f"saved {args.output} ({len(images)} images)")
+    except DataError as exc:
+        analyze.fail(exc)
+    except KeyboardInterrupt:
+        analyze.fail(f"interrupted; {args.weights} holds the last finished epoch "
+                     "(continue with --mode 1)", code=130)
+
+
+if __name__ == "__main__":
+    main()
