@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter (no GPU, etc.) is noise here
 
 # -- data ---------------------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parent
@@ -196,7 +196,7 @@ def parse_digits_csv(csv_path):
                         f"at line {row}, column {col!r}")
     if numbers.isna().any().any():
         row, col = _first_bad_cell(frame, numbers.isna().to_numpy())
-        raise DataError(f"{csv_path}: empty or NaN cell at line {row}, column {col!r}")
+        raise DataError(f"{csv_path}: empty, NaN or missing cell at line {row}, column {col!r}")
 
     values = numbers.to_numpy(dtype=np.float64)
     labels, pixels = values[:, 0], values[:, 1:]
@@ -306,6 +306,12 @@ def hardware_summary():
     return f"{cpus} CPU cores ({model}), no GPU" if cpus else model
 
 
+def display_path(path):
+    """A path as a user would type it: relative to the project when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def command_line():
     return "python " + " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
 
@@ -393,7 +399,7 @@ def save_confusion_matrix(labels, predictions, path, title="confusion matrix"):
     return _save_figure(fig, path)
 
 
-def save_sample_rows(rows, path, row_names, title=None):
+def save_sample_rows(rows, path, row_names, title=None, column_titles=tuple(map(str, range(NUM_CLASSES)))):
     """One row per model, one column per digit: the side-by-side comparison figure."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(rows), NUM_CLASSES, figsize=(NUM_CLASSES * 0.9, len(rows) * 1.0),
@@ -406,11 +412,40 @@ def save_sample_rows(rows, path, row_names, title=None):
             ax.imshow(images[d], cmap="gray_r", vmin=0, vmax=255)
             if d == 0:
                 ax.set_ylabel(name, fontsize=8)
-            if r == 0:
-                ax.set_title(str(d), fontsize=8)
+            if r == 0 and column_titles:
+                ax.set_title(column_titles[d], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return _save_figure(fig, path)
+
+
+# =========================================================================================
+# Generated digits: what both generators hand to users
+# =========================================================================================
+
+def requested_labels(digit=None, num_per_digit=1):
+    """Labels to generate: num_per_digit of one digit, or of each of the ten."""
+    digits = [digit] if digit is not None else range(NUM_CLASSES)
+    return np.repeat(np.array(list(digits), np.int32), num_per_digit)
+
+
+def save_digit_grids(images, labels, prefix, directory=FIGURES_DIR):
+    """One PNG per digit (<prefix>_<d>.png) with up to 100 of its samples."""
+    paths = []
+    for d in np.unique(labels):
+        digit_images = images[labels == d][:100]
+        paths.append(save_image_grid(digit_images, Path(directory) / f"{prefix}_{d}.png",
+                                     columns=min(10, len(digit_images)), title=f"digit {d}"))
+    return paths
+
+
+def save_npz(path, images, labels):
+    """The generators' archive: images N x 28 x 28 uint8 (0 = background) and labels (N,)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.stem}.npz")
+    np.savez_compressed(tmp, images=np.asarray(images, np.uint8), labels=np.asarray(labels, np.uint8))
+    os.replace(tmp, path)
 
 
 # =========================================================================================

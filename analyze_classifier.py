@@ -28,7 +28,8 @@ WEIGHTS = analyze.CLASSIFIER_WEIGHTS
 
 # -- picture conversion (MNIST's recipe) ---------------------------------------------------
 DIGIT_BOX = 20           # the ink is scaled to fit this square...
-CANVAS = 28              # ...then centred by mass on this one
+CANVAS = 28              # ...then centred by mass on this one,
+MNIST_CENTRE = 14.0      # where MNIST's own digits have it (mean over the 60k: 14.00, 14.01)
 INK_THRESHOLD = 0.25     # fraction of the darkest ink below which a pixel counts as paper
 MIN_INK_CONTRAST = 24    # grey levels between paper and ink below which a picture is blank
 
@@ -85,8 +86,8 @@ def to_mnist_digit(grey, name="image"):
     total = fitted.sum()
     centre_y = (fitted.sum(1) * np.arange(size[0])).sum() / total
     centre_x = (fitted.sum(0) * np.arange(size[1])).sum() / total
-    top = int(np.clip(round((CANVAS - 1) / 2 - centre_y), 0, CANVAS - size[0]))
-    left = int(np.clip(round((CANVAS - 1) / 2 - centre_x), 0, CANVAS - size[1]))
+    top = int(np.clip(round(MNIST_CENTRE - centre_y), 0, CANVAS - size[0]))
+    left = int(np.clip(round(MNIST_CENTRE - centre_x), 0, CANVAS - size[1]))
     canvas = np.zeros((CANVAS, CANVAS), np.float32)
     canvas[top:top + size[0], left:left + size[1]] = fitted
     return np.round(canvas * 255).astype(np.uint8)
@@ -133,8 +134,8 @@ def recognize_pictures(classifier, paths, as_json, figures_dir):
         predictions.append({"file": str(path), "digit": digit, "confidence": round(float(p[digit]), 4)})
         print(f"{path}: {digit} (confidence {p[digit]:.1%})")
     figure = analyze.save_image_grid(digits, Path(figures_dir) / "recognized_pictures.png",
-                                     titles=[f"{Path(q['file']).name[:12]}: {q['digit']}" for q in predictions],
-                                     columns=min(len(digits), 8), cell_inches=1.2,
+                                     titles=[f"{Path(q['file']).stem[:16]}\n→ {q['digit']}" for q in predictions],
+                                     columns=min(len(digits), 5), cell_inches=1.6,
                                      title="your pictures as the classifier sees them")
     print(f"saved {figure}")
     if as_json:

@@ -25,7 +25,7 @@ def dry_weights(tmp_path_factory, tiny_csv, tiny_test_csv):
 
 
 def test_help_answers_without_tensorflow():
-    for script in ("train_classifier.py", "analyze_classifier.py", "train_diffusion.py", "analyze.py"):
+    for script in ("train_classifier.py", "analyze_classifier.py", "train_diffusion.py", "train_gan.py", "analyze.py"):
         code = (f"import sys, runpy; sys.argv = ['{script}', '--help']\n"
                 f"try:\n    runpy.run_path('{script}', run_name='__main__')\n"
                 "except SystemExit:\n    pass\n"

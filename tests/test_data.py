@@ -69,12 +69,12 @@ def _csv_with(tmp_path, mutate):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda rows: rows[1].__setitem__(5, "abc"), "non-numeric value 'abc' at line 3"),
-    (lambda rows: rows[2].__setitem__(9, ""), "empty or NaN cell at line 4"),
+    (lambda rows: rows[2].__setitem__(9, ""), "empty, NaN or missing cell at line 4"),
     (lambda rows: rows[0].__setitem__(0, "11"), "label 11 at line 2 is not a digit"),
     (lambda rows: rows[0].__setitem__(0, "2.5"), "is not a digit"),
     (lambda rows: rows[1].__setitem__(100, "256"), "pixel value 256 at line 3"),
     (lambda rows: rows[1].__setitem__(100, "-1"), "outside 0-255"),
-    (lambda rows: rows[0].pop(), "expected 785 columns"),
+    (lambda rows: rows[0].pop(), "missing cell at line 2, column 'pixel783'"),
 ])
 def test_bad_cells_are_reported_with_their_place(tmp_path, mutate, message):
     path = _csv_with(tmp_path, mutate)
