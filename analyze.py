@@ -439,6 +439,60 @@ def save_digit_grids(images, labels, prefix, directory=FIGURES_DIR):
     return paths
 
 
+def draw_and_save(draw, labels, prefix, figures_dir, output=None):
+    """Run a generator's draw(labels) -> uint8 digits, report its speed, save grids (and npz)."""
+    start = time.perf_counter()
+    images = draw(labels)
+    seconds = time.perf_counter() - start
+    print(f"generated {len(images):,} digits in {seconds:.2f} s ({len(images) / seconds:,.0f} digits/s)")
+    for path in save_digit_grids(images, labels, prefix, figures_dir):
+        print(f"saved {display_path(path)}")
+    if output:
+        save_npz(output, images, labels)
+        print(f"saved {display_path(output)} ({len(images)} images and labels)")
+    return images
+
+
+def training_batches(images, labels, batch_size, seed, limit=None):
+    """Shuffled (uint8 digits, labels) batches for the generators' fit(); `limit` for dry runs."""
+    import tensorflow as tf
+
+    ds = (tf.data.Dataset.from_tensor_slices((images, labels))
+          .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+          .batch(batch_size, drop_remainder=len(images) >= batch_size))
+    return (ds.take(limit) if limit else ds).prefetch(tf.data.AUTOTUNE)
+
+
+def fit_resumably(model, batches, record, epochs, run_info, checkpoint):
+    """fit() from the epoch count in record["training"] up to `epochs` in total.
+
+    After every epoch the record gets the epoch count, the cumulative wall time and that
+    epoch's logs, then checkpoint(epoch) saves whatever the caller needs. Returns False when
+    there was nothing left to train.
+    """
+    import keras
+
+    training = record.setdefault("training", {})
+    done = training.get("epochs", 0)
+    if done >= epochs:
+        print(f"already trained {done} epochs; pass a larger --epochs to train more")
+        return False
+    training.update(run_info, hardware=hardware_summary())
+    training.setdefault("commands", []).append(command_line())
+    wall_before, started = training.get("wall_time_s", 0.0), time.perf_counter()
+
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            training["epochs"] = epoch + 1
+            training["wall_time_s"] = round(wall_before + time.perf_counter() - started, 1)
+            training.setdefault("history", []).append({k: round(float(v), 5) for k, v in (logs or {}).items()})
+            checkpoint(epoch + 1)
+
+    model.fit(batches, initial_epoch=done, epochs=epochs, callbacks=[Checkpoint()], shuffle=False,
+              verbose="auto" if sys.stdout.isatty() else 2)  # one line per epoch in logs
+    return True
+
+
 def save_npz(path, images, labels):
     """The generators' archive: images N x 28 x 28 uint8 (0 = background) and labels (N,)."""
     path = Path(path)
@@ -537,7 +591,7 @@ class DigitMetrics:
 # Report: `python analyze.py`
 # =========================================================================================
 
-def _report_classifier(classifier, test_images, test_labels):
+def _report_classifier(classifier, test_images, test_labels, figures_dir):
     predicted = classify(classifier, test_images).argmax(1)
     record = read_record(CLASSIFIER_WEIGHTS) or {}
     trained = record.get("training", {})
@@ -545,22 +599,53 @@ def _report_classifier(classifier, test_images, test_labels):
           f"test accuracy {accuracy(test_labels, predicted):.2%} on {len(test_labels):,} digits"
           + (f"; trained {trained.get('epochs')} epochs in {trained.get('wall_time_s', 0) / 60:.1f} "
              f"min" if trained else ""))
-    path = save_confusion_matrix(test_labels, predicted, FIGURES_DIR / "classifier_confusion_matrix.png",
+    path = save_confusion_matrix(test_labels, predicted, Path(figures_dir) / "classifier_confusion_test.png",
                                  "classifier on the MNIST test set")
-    print(f"  saved {path.relative_to(ROOT)}")
+    print(f"  saved {display_path(path)}")
 
 
 def _generators():
     """(name, module) for each generator script whose weights are present."""
-    found = []
-    for module_name in ("train_diffusion", "train_gan"):
-        try:
-            module = __import__(module_name)
-        except ImportError:
-            continue
-        if Path(module.GENERATOR_WEIGHTS).is_file():
-            found.append((module.MODEL_NAME, module))
-    return found
+    import train_diffusion
+    import train_gan
+
+    return [(module.MODEL_NAME, module) for module in (train_diffusion, train_gan)
+            if Path(module.GENERATOR_WEIGHTS).is_file()]
+
+
+def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=FIGURES_DIR):
+    """Score every shipped generator on the same footing; print one table, save one figure."""
+    floor = metrics.real_floor(samples_per_digit)
+    rows, names, table = [], [], []
+    for name, module in generators:
+        draw = module.load_sampler()
+        draw(requested_labels(None, 1), seed)  # warm-up: graph tracing is not generation speed
+        labels = requested_labels(None, samples_per_digit)
+        start = time.perf_counter()
+        images = draw(labels, seed)
+        seconds = time.perf_counter() - start
+        score = metrics.score(images, labels)
+        record = read_record(module.GENERATOR_WEIGHTS) or {}
+        training = record.get("training", {})
+        table.append({"model": name, **score, "fid_floor": floor["fid"], "real_variety": floor["variety"],
+                      "digits_per_s": len(images) / seconds, "epochs": training.get("epochs"),
+                      "train_minutes": training.get("wall_time_s", float("nan")) / 60})
+        rows.append([images[labels == d][0] for d in range(NUM_CLASSES)])
+        names.append(name)
+    n = samples_per_digit * NUM_CLASSES
+    print(f"\ngenerators: {n:,} digits each ({samples_per_digit} per digit), seed {seed}")
+    print(f"real digits at that size: MNIST-FID {floor['fid']:.2f} (the floor), variety {floor['variety']:.2f}")
+    print(f"| model | requested-digit accuracy | MNIST-FID | × floor | variety (real {floor['variety']:.2f}) "
+          f"| digits/s | training |")
+    print("|---|---|---|---|---|---|---|")
+    for row in table:
+        print(f"| {row['model']} | {row['requested_digit_accuracy']:.2%} | {row['fid']:.2f} | "
+              f"{row['fid'] / row['fid_floor']:.2f} | {row['variety']:.2f} | {row['digits_per_s']:,.0f} | "
+              f"{row['epochs']} epochs, {row['train_minutes']:.0f} min |")
+    path = save_sample_rows(rows, Path(figures_dir) / "model_comparison.png", names,
+                            "the first sample of each digit from each model")
+    print(f"saved {display_path(path)}")
+    return table
 
 
 def main():
@@ -569,6 +654,8 @@ def main():
     parser.add_argument("--samples-per-digit", type=int, default=METRIC_SAMPLES_PER_DIGIT,
                         help="generated digits per class for the generator metrics")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR, help="where the PNG figures go")
+    parser.add_argument("--json", action="store_true", help="end with the generator table as one JSON line")
     args = parser.parse_args()
     if args.samples_per_digit < 2:
         fail("--samples-per-digit must be at least 2")
@@ -579,7 +666,7 @@ def main():
         set_seed(args.seed)
         test_images, test_labels = load_digits_csv(TEST_CSV)
         classifier = load_classifier(CLASSIFIER_WEIGHTS)
-        _report_classifier(classifier, test_images, test_labels)
+        _report_classifier(classifier, test_images, test_labels, args.figures_dir)
 
         generators = _generators()
         if not generators:
@@ -587,31 +674,9 @@ def main():
             return
         train_images, train_labels = load_digits_csv(TRAIN_CSV)
         metrics = DigitMetrics(classifier, test_images, train_images, train_labels, args.seed)
-        floor = metrics.real_floor(args.samples_per_digit)
-        n = args.samples_per_digit * NUM_CLASSES
-        rows, names, table = [], [], []
-        for name, module in generators:
-            start = time.perf_counter()
-            images, labels = module.generate_for_report(args.samples_per_digit, args.seed)
-            seconds = time.perf_counter() - start
-            score = metrics.score(images, labels)
-            record = read_record(module.GENERATOR_WEIGHTS) or {}
-            train_min = record.get("training", {}).get("wall_time_s", float("nan")) / 60
-            table.append((name, score, len(images) / seconds, train_min))
-            rows.append([images[labels == d][0] for d in range(NUM_CLASSES)])
-            names.append(name)
-        print(f"\ngenerators, {n:,} digits each ({args.samples_per_digit} per digit); "
-              f"real-vs-real floor at that size: MNIST-FID {floor['fid']:.2f}, "
-              f"variety {floor['variety']:.2f}")
-        print(f"{'model':<10} {'requested-digit acc':>20} {'MNIST-FID':>10} {'xfloor':>7} "
-              f"{'variety':>8} {'digits/s':>9} {'train min':>10}")
-        for name, score, speed, train_min in table:
-            print(f"{name:<10} {score['requested_digit_accuracy']:>20.2%} {score['fid']:>10.2f} "
-                  f"{score['fid'] / floor['fid']:>7.2f} {score['variety']:>8.2f} {speed:>9.0f} "
-                  f"{train_min:>10.1f}")
-        path = save_sample_rows(rows, FIGURES_DIR / "model_comparison.png", names,
-                                "one sample of each digit per model")
-        print(f"saved {path.relative_to(ROOT)}")
+        table = report_generators(generators, metrics, args.samples_per_digit, args.seed, args.figures_dir)
+        if args.json:
+            print(json.dumps(table))
     except DataError as exc:
         fail(exc)
 

@@ -20,7 +20,6 @@ atomically after every epoch, so Ctrl-C loses at most the epoch in progress.
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -233,70 +232,37 @@ class Sampler:
         return np.round((images + 1) * 127.5).clip(0, 255).astype(np.uint8)
 
 
-def generate_for_report(num_per_digit, seed):
-    """Used by analyze.py: default-settings samples of every digit from the shipped weights."""
-    config, _ = config_from_record(GENERATOR_WEIGHTS)
-    model = load_diffusion(GENERATOR_WEIGHTS, config)
-    labels = analyze.requested_labels(None, num_per_digit)
-    return Sampler(model.ema_network)(labels, seed=seed, progress=False), labels
+def load_sampler(weights_path=GENERATOR_WEIGHTS):
+    """For analyze.py: draw(labels, seed) -> uint8 digits, with the shipped weights and defaults."""
+    config, _ = config_from_record(weights_path)
+    sampler = Sampler(load_diffusion(weights_path, config).ema_network)
+    return lambda labels, seed: sampler(labels, seed=seed, progress=False)
 
 
 # =========================================================================================
 # Training
 # =========================================================================================
 
-def make_epoch_end_saver(model, args, record, weights_path, preview_labels):
-    """Keras callback: after each epoch, write checkpoint + record atomically, draw a preview."""
-    import keras
-
-    class SaveEveryEpoch(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.started = time.perf_counter()
-            self.wall_before = record["training"].get("wall_time_s", 0.0)
-
-        def on_epoch_end(self, epoch, logs=None):
-            training = record["training"]
-            training["epochs"] = epoch + 1
-            training["wall_time_s"] = round(self.wall_before + time.perf_counter() - self.started, 1)
-            training.setdefault("loss", []).append(round(float(logs["loss"]), 5))
-            if args.dry_run:
-                return  # a dry run saves once at the end, and never over the default weights
-            analyze.save_weights_atomic(model, weights_path)
-            analyze.write_json_atomic(record, analyze.record_path(weights_path))
-            preview = Sampler(model.ema_network)(preview_labels, seed=SEED, progress=False)
-            analyze.save_image_grid(preview, Path(args.figures_dir) / "diffusion_progress.png",
-                                    columns=10, title=f"EMA samples after epoch {epoch + 1}")
-
-    return SaveEveryEpoch()
-
-
-def train(args, model, record, weights_path):
-    import tensorflow as tf
-
+def train(args, model, record):
     images, labels = analyze.load_digits_csv(args.csv)
-    if len(images) == 0:
-        raise DataError(f"{args.csv} has no digits")
-    print(f"training on {len(images):,} digits from {args.csv}")
-    ds = (tf.data.Dataset.from_tensor_slices((images, labels))
-          .shuffle(len(images), seed=args.seed).batch(args.batch_size, drop_remainder=len(images) >= args.batch_size)
-          .prefetch(tf.data.AUTOTUNE))
-    if args.dry_run:
-        ds = ds.take(DRY_RUN_BATCHES)
-    done = record["training"].get("epochs", 0)
-    target = done + 1 if args.dry_run else args.epochs
-    if done >= target:
-        print(f"already trained {done} epochs; pass a larger --epochs to train more")
-        return
-    record["training"].update({"command": analyze.command_line(), "csv": analyze.display_path(args.csv),
-                               "batch_size": args.batch_size, "seed": args.seed,
-                               "hardware": analyze.hardware_summary()})
+    print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)}")
+    batches = analyze.training_batches(images, labels, args.batch_size, args.seed,
+                                       DRY_RUN_BATCHES if args.dry_run else None)
     preview_labels = analyze.requested_labels(None, 2)
-    saver = make_epoch_end_saver(model, args, record, weights_path, preview_labels)
-    model.fit(ds, initial_epoch=done, epochs=target, callbacks=[saver], shuffle=False,
-              verbose="auto" if sys.stdout.isatty() else 2)
-    if args.dry_run and Path(weights_path).resolve() != GENERATOR_WEIGHTS:
-        analyze.save_weights_atomic(model, weights_path)
-        analyze.write_json_atomic(record, analyze.record_path(weights_path))
+
+    def checkpoint(epoch):
+        if args.dry_run and args.weights.resolve() == GENERATOR_WEIGHTS:
+            return  # a dry run proves the plumbing, never at the cost of the real weights
+        analyze.save_weights_atomic(model, args.weights)
+        analyze.write_json_atomic(record, analyze.record_path(args.weights))
+        preview = Sampler(model.ema_network)(preview_labels, seed=SEED, progress=False)
+        analyze.save_image_grid(preview, Path(args.figures_dir) / "diffusion_progress.png",
+                                columns=10, title=f"EMA samples after epoch {epoch}")
+
+    epochs = record["training"].get("epochs", 0) + 1 if args.dry_run else args.epochs
+    analyze.fit_resumably(model, batches, record, epochs,
+                          {"csv": analyze.display_path(args.csv), "batch_size": args.batch_size,
+                           "seed": args.seed}, checkpoint)
 
 
 def ask_mode():
@@ -372,19 +338,14 @@ def main(argv=None):
                                                           "config": config, "training": {}}
             if mode == 0 and args.weights.exists() and not args.dry_run:
                 print(f"note: {args.weights} will be replaced after the first finished epoch")
-            train(args, model, record, args.weights)
+            train(args, model, record)
 
-        labels = analyze.requested_labels(args.digit, args.num_per_digit)
-        start = time.perf_counter()
-        images = Sampler(model.ema_network)(labels, steps=2 if args.dry_run else args.steps,
-                                            guidance=args.guidance, eta=args.eta, seed=args.seed)
-        seconds = time.perf_counter() - start
-        print(f"generated {len(images):,} digits in {seconds:.1f} s ({len(images) / seconds:.0f} digits/s)")
-        for path in analyze.save_digit_grids(images, labels, "ddim_generated", args.figures_dir):
-            print(f"saved {path}")
-        if args.output:
-            analyze.save_npz(args.output, images, labels)
-            print(f"saved {args.output} ({len(images)} images)")
+        sampler = Sampler(model.ema_network)
+        analyze.draw_and_save(
+            lambda labels: sampler(labels, steps=2 if args.dry_run else args.steps, guidance=args.guidance,
+                                   eta=args.eta, seed=args.seed),
+            analyze.requested_labels(args.digit, args.num_per_digit), "ddim_generated",
+            args.figures_dir, args.output)
     except DataError as exc:
         analyze.fail(exc)
     except KeyboardInterrupt:

@@ -9,8 +9,9 @@ the discriminator has no BatchNorm, so it judges each digit on its own instead o
 real and fake batches apart by their statistics; both networks run in the same mode in
 both steps, so each optimizes against the other as it really is; spectral normalization
 keeps the discriminator's gradients smooth, which makes equal learning rates and one step
-each stable. The discriminator sees the label as input channels beside the pixels, so
-"is this a real 7?" is what it judges.
+each stable. The discriminator judges "is this a real 7?" (projection conditioning) and,
+with a second head that never sees the label, "which digit is this?"; the generator is
+rewarded for both, which is what makes it draw the digit it was asked for.
 
 Each epoch prints one health line (D and G loss, D accuracy on real and on fake digits)
 under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png from fixed
@@ -19,8 +20,6 @@ gan_discriminator.weights.h5, each with its optimizer state.
 """
 
 import argparse
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ EPOCHS = 20
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-4
 BETA_1 = 0.5
+CLASS_WEIGHT = 1.0  # weight of the discriminator's digit-classifier loss, for D and for G
 SEED = 42
 DRY_RUN_BATCHES = 2
 
@@ -75,27 +75,30 @@ def build_generator(noise_dim=64, width=64):
 
 
 def build_discriminator(width=64, **_):
-    """(digit in [-1, 1], label) -> realness logit. No BatchNorm; spectral normalization.
+    """(digit in [-1, 1], label) -> (realness logit, 10 class logits).
 
-    The label enters as ten one-hot channels beside the pixels, so every filter can ask
-    "is this stroke right for a 7?"; the last layer sees the whole flattened 7x7 map, so the
-    digit's overall shape is judged, not just local texture.
+    No BatchNorm; spectral normalization throughout. The body sees only the pixels, and its
+    flattened 7x7 map (the whole digit's shape, not just local texture) feeds two heads:
+    realness, conditioned by projection (plus the inner product of the label's embedding
+    with the features: "is this a real 7?"), and a digit classifier, which cannot peek at
+    the label and so keeps the generator honest about which digit it drew.
     """
     import keras
-    from keras import layers, ops
+    from keras import layers
 
     image = keras.Input((28, 28, 1), name="image")
     label = keras.Input((), dtype="int32", name="label")
-    label_maps = layers.Lambda(lambda t: ops.broadcast_to(
-        ops.one_hot(t, analyze.NUM_CLASSES)[:, None, None, :], (ops.shape(t)[0], 28, 28, analyze.NUM_CLASSES)),
-        name="label_maps")(label)
-    x = layers.Concatenate()([image, label_maps])
+    x = image
     for filters in (width, 2 * width):  # 28 -> 14 -> 7
         x = layers.SpectralNormalization(layers.Conv2D(filters, 4, strides=2, padding="same"))(x)
         x = layers.LeakyReLU(0.2)(x)
-    x = layers.Dropout(0.3)(layers.Flatten()(x))
-    logit = layers.SpectralNormalization(layers.Dense(1))(x)
-    return keras.Model([image, label], logit, name="discriminator")
+    features = layers.Dropout(0.3)(layers.Flatten()(x))
+    features = layers.LeakyReLU(0.2)(layers.SpectralNormalization(layers.Dense(256))(features))
+    label_vector = layers.Flatten()(layers.Embedding(analyze.NUM_CLASSES, 256)(label))
+    realness = layers.Add(name="realness")([layers.SpectralNormalization(layers.Dense(1))(features),
+                                            layers.Dot(axes=1)([features, label_vector])])
+    digit_logits = layers.SpectralNormalization(layers.Dense(analyze.NUM_CLASSES), name="digit")(features)
+    return keras.Model([image, label], [realness, digit_logits], name="discriminator")
 
 
 def make_gan(config):
@@ -130,23 +133,28 @@ def make_gan(config):
             real = tf.cast(images, tf.float32)[..., None] / 127.5 - 1.0
             n = tf.shape(real)[0]
             softplus = tf.nn.softplus  # BCE with logits: -log(sigmoid(x)) = softplus(-x)
+            digit_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
             noise = tf.random.normal((n, self.noise_dim))
             with tf.GradientTape() as tape:
                 # Real and fake pass through D together in one batch, in training mode,
                 # exactly as in the generator step below.
                 fake = self.generator([noise, labels], training=True)
-                logits = self.discriminator([tf.concat([real, fake], 0), tf.concat([labels, labels], 0)],
-                                            training=True)
-                real_logits, fake_logits = logits[:n], logits[n:]
-                d_loss = tf.reduce_mean(softplus(-real_logits)) + tf.reduce_mean(softplus(fake_logits))
+                realness, digits = self.discriminator(
+                    [tf.concat([real, fake], 0), tf.concat([labels, labels], 0)], training=True)
+                real_logits, fake_logits = realness[:n], realness[n:]
+                # The classifier head learns digits from real images only, so fakes cannot
+                # teach it to accept them.
+                d_loss = (tf.reduce_mean(softplus(-real_logits)) + tf.reduce_mean(softplus(fake_logits))
+                          + CLASS_WEIGHT * digit_loss(labels, digits[:n]))
             d_vars = self.discriminator.trainable_variables
             self.discriminator.optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
 
             noise = tf.random.normal((n, self.noise_dim))
             with tf.GradientTape() as tape:
                 fake = self.generator([noise, labels], training=True)
-                g_loss = tf.reduce_mean(softplus(-self.discriminator([fake, labels], training=True)))
+                realness, digits = self.discriminator([fake, labels], training=True)
+                g_loss = tf.reduce_mean(softplus(-realness)) + CLASS_WEIGHT * digit_loss(labels, digits)
             g_vars = self.generator.trainable_variables
             self.generator.optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
 
@@ -164,10 +172,10 @@ def load_generator(weights_path, config):
     return analyze.load_weights_or_fail(generator, weights_path, "python train_gan.py")
 
 
-def generate(generator, labels, seed, noise_dim):
+def generate(generator, labels, seed, noise_dim, noise=None):
     """uint8 digits (0 = background) for the requested labels; one call per 2,000."""
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((len(labels), noise_dim), dtype=np.float32)
+    if noise is None:
+        noise = np.random.default_rng(seed).standard_normal((len(labels), noise_dim), dtype=np.float32)
     out = [generator([noise[i:i + GENERATION_BATCH], labels[i:i + GENERATION_BATCH]], training=False)
            for i in range(0, len(labels), GENERATION_BATCH)]
     images = np.concatenate([np.asarray(o) for o in out])[..., 0]
@@ -179,68 +187,37 @@ def config_from_record(weights_path):
     return (record or {}).get("config", MODEL_CONFIG), record
 
 
-def generate_for_report(num_per_digit, seed):
-    """Used by analyze.py: samples of every digit from the shipped generator."""
-    config, _ = config_from_record(GENERATOR_WEIGHTS)
-    generator = load_generator(GENERATOR_WEIGHTS, config)
-    labels = analyze.requested_labels(None, num_per_digit)
-    return generate(generator, labels, seed, config["noise_dim"]), labels
+def load_sampler(weights_path=GENERATOR_WEIGHTS):
+    """For analyze.py: draw(labels, seed) -> uint8 digits, with the shipped generator."""
+    config, _ = config_from_record(weights_path)
+    generator = load_generator(weights_path, config)
+    return lambda labels, seed: generate(generator, labels, seed, config["noise_dim"])
 
 
-def make_epoch_end_saver(gan, args, record, config):
-    """Keras callback: per epoch, save both networks and the record atomically, draw progress."""
-    import keras
-
+def train(args, gan, record, config):
+    images, labels = analyze.load_digits_csv(args.csv)
+    print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)}")
+    batches = analyze.training_batches(images, labels, args.batch_size, args.seed,
+                                       DRY_RUN_BATCHES if args.dry_run else None)
     g_path, d_path = weight_paths(args.weights_dir)
     fixed_labels = analyze.requested_labels(None, 10)
     fixed_noise = np.random.default_rng(SEED).standard_normal((len(fixed_labels), config["noise_dim"]),
                                                               dtype=np.float32)
 
-    class SaveEveryEpoch(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.started = time.perf_counter()
-            self.wall_before = record["training"].get("wall_time_s", 0.0)
+    def checkpoint(epoch):
+        analyze.save_weights_atomic(gan.generator, g_path)
+        analyze.save_weights_atomic(gan.discriminator, d_path)
+        analyze.write_json_atomic(record, analyze.record_path(g_path))
+        images = generate(gan.generator, fixed_labels, SEED, config["noise_dim"], noise=fixed_noise)
+        grid = np.stack([images[fixed_labels == d] for d in range(10)], 1).reshape(-1, 28, 28)
+        analyze.save_image_grid(grid, Path(args.figures_dir) / "gan_progress" / f"epoch_{epoch:03d}.png",
+                                columns=10, title=f"GAN after epoch {epoch} (fixed noise; a column per digit)")
 
-        def on_epoch_end(self, epoch, logs=None):
-            training = record["training"]
-            training["epochs"] = epoch + 1
-            training["wall_time_s"] = round(self.wall_before + time.perf_counter() - self.started, 1)
-            training.setdefault("health", []).append({k: round(float(v), 4) for k, v in logs.items()})
-            analyze.save_weights_atomic(gan.generator, g_path)
-            analyze.save_weights_atomic(gan.discriminator, d_path)
-            analyze.write_json_atomic(record, analyze.record_path(g_path))
-            images = gan.generator([fixed_noise, fixed_labels], training=False)
-            images = np.round((np.asarray(images)[..., 0] + 1) * 127.5).clip(0, 255)
-            grid = np.stack([images[fixed_labels == d] for d in range(10)], 1).reshape(-1, 28, 28)
-            analyze.save_image_grid(grid, Path(args.figures_dir) / "gan_progress" / f"epoch_{epoch + 1:03d}.png",
-                                    columns=10, title=f"GAN after epoch {epoch + 1} (fixed noise)")
-
-    return SaveEveryEpoch()
-
-
-def train(args, gan, record, config):
-    import tensorflow as tf
-
-    images, labels = analyze.load_digits_csv(args.csv)
-    print(f"training on {len(images):,} digits from {args.csv}")
-    ds = (tf.data.Dataset.from_tensor_slices((images, labels))
-          .shuffle(len(images), seed=args.seed)
-          .batch(args.batch_size, drop_remainder=len(images) >= args.batch_size)
-          .prefetch(tf.data.AUTOTUNE))
-    if args.dry_run:
-        ds = ds.take(DRY_RUN_BATCHES)
-    done = record["training"].get("epochs", 0)
-    target = done + 1 if args.dry_run else args.epochs
-    if done >= target:
-        print(f"already trained {done} epochs; pass a larger --epochs to train more")
-        return
-    record["training"].update({"csv": analyze.display_path(args.csv), "batch_size": args.batch_size,
-                               "seed": args.seed, "hardware": analyze.hardware_summary()})
-    record["training"].setdefault("commands", []).append(analyze.command_line())
+    epochs = record["training"].get("epochs", 0) + 1 if args.dry_run else args.epochs
     gan.compile()
-    gan.fit(ds, initial_epoch=done, epochs=target, shuffle=False,
-            callbacks=[make_epoch_end_saver(gan, args, record, config)],
-            verbose="auto" if sys.stdout.isatty() else 2)
+    analyze.fit_resumably(gan, batches, record, epochs,
+                          {"csv": analyze.display_path(args.csv), "batch_size": args.batch_size,
+                           "seed": args.seed}, checkpoint)
 
 
 def parse_args(argv=None):
@@ -298,16 +275,9 @@ def main(argv=None):
             train(args, gan, record, config)
             generator = gan.generator
 
-        labels = analyze.requested_labels(args.digit, args.num_per_digit)
-        start = time.perf_counter()
-        images = generate(generator, labels, args.seed, config["noise_dim"])
-        seconds = time.perf_counter() - start
-        print(f"generated {len(images):,} digits in {seconds:.2f} s ({len(images) / seconds:.0f} digits/s)")
-        for path in analyze.save_digit_grids(images, labels, "gan_generated", args.figures_dir):
-            print(f"saved {path}")
-        if args.output:
-            analyze.save_npz(args.output, images, labels)
-            print(f"saved {args.output} ({len(images)} images)")
+        analyze.draw_and_save(lambda labels: generate(generator, labels, args.seed, config["noise_dim"]),
+                              analyze.requested_labels(args.digit, args.num_per_digit), "gan_generated",
+                              args.figures_dir, args.output)
     except DataError as exc:
         analyze.fail(exc)
     except KeyboardInterrupt:

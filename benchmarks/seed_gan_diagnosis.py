@@ -1,6 +1,6 @@
 """Why the seed repository's GAN never learned: rebuild its setup, train it, measure it.
 
-    python benchmarks/seed_gan_diagnosis.py               # ~10 min on 2 CPU cores
+    python benchmarks/seed_gan_diagnosis.py               # ~10 min on 2 idle CPU cores
     python benchmarks/seed_gan_diagnosis.py --steps 200   # quicker look
 
 The seed's README blamed a discriminator that learns too fast and slowed it down (D learning
@@ -135,8 +135,8 @@ def run(variant, real_images, steps, every, metrics):
 def main():
     parser = argparse.ArgumentParser(description="Reproduce and measure the seed GAN's failure.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1500, help="D steps per variant (each with 2 G steps)")
-    parser.add_argument("--every", type=int, default=250, help="print averages every this many steps")
+    parser.add_argument("--steps", type=int, default=600, help="D steps per variant (each with 2 G steps)")
+    parser.add_argument("--every", type=int, default=100, help="print averages every this many steps")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--figure", type=Path, default=analyze.FIGURES_DIR / "seed_gan_diagnosis.png",
