@@ -277,6 +277,22 @@ def save_weights_atomic(model, weights_path):
     os.replace(tmp, weights_path)
 
 
+def keep_previous(weights_path):
+    """Before a from-scratch run overwrites trained weights, copy them (and their record)
+    to <name>.previous.weights.h5, so starting over never destroys a good model."""
+    import shutil
+
+    weights_path = Path(weights_path)
+    if not weights_path.exists():
+        return None
+    previous = weights_path.with_name(weights_path.name.replace(".weights.h5", ".previous.weights.h5"))
+    shutil.copy2(weights_path, previous)
+    if record_path(weights_path).exists():
+        shutil.copy2(record_path(weights_path), record_path(previous))
+    print(f"kept a copy of the existing {weights_path.name} as {display_path(previous)}")
+    return previous
+
+
 def write_json_atomic(data, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

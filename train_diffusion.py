@@ -37,7 +37,7 @@ MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2}
 NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
 
 # -- training -----------------------------------------------------------------------------
-EPOCHS = 40
+EPOCHS = 20
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
 LABEL_DROPOUT = 0.1
@@ -336,8 +336,8 @@ def main(argv=None):
         if mode in (0, 1):
             record = record if mode == 1 and record else {"builder": "train_diffusion.build_unet",
                                                           "config": config, "training": {}}
-            if mode == 0 and args.weights.exists() and not args.dry_run:
-                print(f"note: {args.weights} will be replaced after the first finished epoch")
+            if mode == 0 and not args.dry_run:
+                analyze.keep_previous(args.weights)
             train(args, model, record)
 
         sampler = Sampler(model.ema_network)

@@ -7,11 +7,10 @@
 Why this one learns when the seed's did not (README, "Why the seed's GAN never learned"):
 the discriminator has no BatchNorm, so it judges each digit on its own instead of telling
 real and fake batches apart by their statistics; both networks run in the same mode in
-both steps, so each optimizes against the other as it really is; spectral normalization
-keeps the discriminator's gradients smooth, which makes equal learning rates and one step
-each stable. The discriminator judges "is this a real 7?" (projection conditioning) and,
-with a second head that never sees the label, "which digit is this?"; the generator is
-rewarded for both, which is what makes it draw the digit it was asked for.
+both steps, and real and fake digits go through D in one batch, so each network optimizes
+against the other as it really is, with equal learning rates and one step each. As in AC-GAN, the discriminator has two heads: "is this real?" and "which digit
+is this?" (learned from real digits only, so fakes cannot teach it to accept them); the
+generator is rewarded for both, which is what makes it draw the digit it was asked for.
 
 Each epoch prints one health line (D and G loss, D accuracy on real and on fake digits)
 under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png from fixed
@@ -75,30 +74,24 @@ def build_generator(noise_dim=64, width=64):
 
 
 def build_discriminator(width=64, **_):
-    """(digit in [-1, 1], label) -> (realness logit, 10 class logits).
+    """digit in [-1, 1] -> (realness logit, 10 digit logits), the AC-GAN arrangement.
 
-    No BatchNorm; spectral normalization throughout. The body sees only the pixels, and its
-    flattened 7x7 map (the whole digit's shape, not just local texture) feeds two heads:
-    realness, conditioned by projection (plus the inner product of the label's embedding
-    with the features: "is this a real 7?"), and a digit classifier, which cannot peek at
-    the label and so keeps the generator honest about which digit it drew.
+    No BatchNorm: each digit is judged on its own, never by its batch's statistics. Dropout
+    keeps D from memorizing the training digits and overpowering G. The flattened 7x7 map
+    lets both heads see the whole digit's shape, not just local texture.
     """
     import keras
     from keras import layers
 
     image = keras.Input((28, 28, 1), name="image")
-    label = keras.Input((), dtype="int32", name="label")
     x = image
     for filters in (width, 2 * width):  # 28 -> 14 -> 7
-        x = layers.SpectralNormalization(layers.Conv2D(filters, 4, strides=2, padding="same"))(x)
-        x = layers.LeakyReLU(0.2)(x)
-    features = layers.Dropout(0.3)(layers.Flatten()(x))
-    features = layers.LeakyReLU(0.2)(layers.SpectralNormalization(layers.Dense(256))(features))
-    label_vector = layers.Flatten()(layers.Embedding(analyze.NUM_CLASSES, 256)(label))
-    realness = layers.Add(name="realness")([layers.SpectralNormalization(layers.Dense(1))(features),
-                                            layers.Dot(axes=1)([features, label_vector])])
-    digit_logits = layers.SpectralNormalization(layers.Dense(analyze.NUM_CLASSES), name="digit")(features)
-    return keras.Model([image, label], [realness, digit_logits], name="discriminator")
+        x = layers.Conv2D(filters, 4, strides=2, padding="same")(x)
+        x = layers.Dropout(0.3)(layers.LeakyReLU(0.2)(x))
+    features = layers.Flatten()(x)
+    realness = layers.Dense(1, name="realness")(features)
+    digit_logits = layers.Dense(analyze.NUM_CLASSES, name="digit")(features)
+    return keras.Model(image, [realness, digit_logits], name="discriminator")
 
 
 def make_gan(config):
@@ -140,8 +133,7 @@ def make_gan(config):
                 # Real and fake pass through D together in one batch, in training mode,
                 # exactly as in the generator step below.
                 fake = self.generator([noise, labels], training=True)
-                realness, digits = self.discriminator(
-                    [tf.concat([real, fake], 0), tf.concat([labels, labels], 0)], training=True)
+                realness, digits = self.discriminator(tf.concat([real, fake], 0), training=True)
                 real_logits, fake_logits = realness[:n], realness[n:]
                 # The classifier head learns digits from real images only, so fakes cannot
                 # teach it to accept them.
@@ -153,7 +145,7 @@ def make_gan(config):
             noise = tf.random.normal((n, self.noise_dim))
             with tf.GradientTape() as tape:
                 fake = self.generator([noise, labels], training=True)
-                realness, digits = self.discriminator([fake, labels], training=True)
+                realness, digits = self.discriminator(fake, training=True)
                 g_loss = tf.reduce_mean(softplus(-realness)) + CLASS_WEIGHT * digit_loss(labels, digits)
             g_vars = self.generator.trainable_variables
             self.generator.optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
@@ -263,6 +255,9 @@ def main(argv=None):
             generator = load_generator(g_path, config)
         else:
             resume = not args.from_scratch and g_path.exists()
+            if args.from_scratch and not args.dry_run:
+                for path in (g_path, d_path):
+                    analyze.keep_previous(path)
             config, record = config_from_record(g_path) if resume else (dict(MODEL_CONFIG), None)
             gan = make_gan(config)
             if resume:

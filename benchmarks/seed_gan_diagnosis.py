@@ -125,10 +125,13 @@ def run(variant, real_images, steps, every, metrics):
             print(f"{step:>6} {m[0]:>7.3f} {m[1]:>7.3f} {m[2]:>10.1%} {m[3]:>10.1%} {m[4]:>18.1%} {m[5]:>6.1%}")
     fakes = np.asarray(generator(tf.random.normal((1000, NOISE_DIM)), training=False))[..., 0]
     images = np.round((fakes + 1) * 127.5).clip(0, 255).astype(np.uint8)
-    confidence = analyze.classify(metrics.classifier, images).max(1)
+    probabilities = analyze.classify(metrics.classifier, images)
+    confident = probabilities.max(1) >= 0.9
+    digits_drawn = np.bincount(probabilities.argmax(1)[confident], minlength=10)
     fid = analyze.frechet_distance(analyze.features(metrics.extractor, images), metrics.reference)
-    print(f"after {steps} steps ({time.perf_counter() - start:.0f} s): {np.mean(confidence >= 0.9):.1%} of 1,000 "
-          f"samples read as a digit with >= 90% confidence; MNIST-FID {fid:.1f}")
+    print(f"after {steps} steps ({time.perf_counter() - start:.0f} s): {confident.mean():.1%} of 1,000 samples "
+          f"read as a digit with >= 90% confidence, covering {int((digits_drawn >= 10).sum())} of 10 digits "
+          f"(most common digit: {digits_drawn.max() / max(confident.sum(), 1):.0%} of them); MNIST-FID {fid:.1f}")
     return images
 
 

@@ -127,3 +127,14 @@ def test_atomic_save_leaves_no_temporary_files(tmp_path):
     analyze.write_json_atomic({"a": 1}, tmp_path / "r.json")
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
     assert analyze.record_path(tmp_path / "m.weights.h5").name == "m.json"
+
+
+def test_keep_previous_copies_weights_and_record(tmp_path):
+    weights = tmp_path / "m.weights.h5"
+    assert analyze.keep_previous(weights) is None  # nothing to keep
+    weights.write_bytes(b"trained")
+    analyze.write_json_atomic({"epochs": 3}, analyze.record_path(weights))
+    previous = analyze.keep_previous(weights)
+    assert previous.name == "m.previous.weights.h5" and previous.read_bytes() == b"trained"
+    assert analyze.read_record(previous) == {"epochs": 3}
+    assert weights.exists()

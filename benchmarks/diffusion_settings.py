@@ -1,0 +1,62 @@
+"""Choose the diffusion sampler's defaults: sweep guidance and steps, measure each setting.
+
+    python benchmarks/diffusion_settings.py                       # ~5 min on 2 idle CPU cores
+    python benchmarks/diffusion_settings.py --guidance 1 2 --steps 20
+
+For every (steps, guidance) pair it draws --per-digit samples of each digit with the shipped
+weights and prints requested-digit accuracy, MNIST-FID against the test set (with the
+real-vs-real floor at the same size), within-digit variety and digits/s. Stronger guidance
+draws the requested digit more reliably but less variously; fewer steps are faster.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import analyze  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Sweep the diffusion sampler's guidance and steps.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 20])
+    parser.add_argument("--per-digit", type=int, default=100, help="samples per digit and setting")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    args = parser.parse_args()
+
+    import train_diffusion
+    from train_classifier import load_classifier
+
+    try:
+        analyze.set_seed(args.seed)
+        train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
+        test_images, _ = analyze.load_digits_csv(analyze.TEST_CSV)
+        metrics = analyze.DigitMetrics(load_classifier(), test_images, train_images, train_labels, args.seed)
+        config, record = train_diffusion.config_from_record(train_diffusion.GENERATOR_WEIGHTS)
+        model = train_diffusion.load_diffusion(train_diffusion.GENERATOR_WEIGHTS, config)
+    except analyze.DataError as exc:
+        analyze.fail(exc)
+    sampler = train_diffusion.Sampler(model.ema_network)
+    labels = analyze.requested_labels(None, args.per_digit)
+    sampler(labels[:10], steps=2, progress=False)  # trace once: measure sampling, not tracing
+    floor = metrics.real_floor(args.per_digit)
+    print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
+          f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
+          f"variety {floor['variety']:.2f}")
+    print("| steps | guidance | requested-digit accuracy | MNIST-FID | × floor | variety | digits/s |")
+    print("|---|---|---|---|---|---|---|")
+    for steps in args.steps:
+        for guidance in args.guidance:
+            start = time.perf_counter()
+            images = sampler(labels, steps=steps, guidance=guidance, seed=args.seed, progress=False)
+            speed = len(images) / (time.perf_counter() - start)
+            score = metrics.score(images, labels)
+            print(f"| {steps} | {guidance:g} | {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} | "
+                  f"{score['fid'] / floor['fid']:.2f} | {score['variety']:.2f} | {speed:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
