@@ -431,7 +431,7 @@ def save_sample_rows(rows, path, row_names, title=None, column_titles=tuple(map(
             if r == 0 and column_titles:
                 ax.set_title(column_titles[d], fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.06)  # above the digit labels
     return _save_figure(fig, path)
 
 
@@ -607,17 +607,25 @@ class DigitMetrics:
 # Report: `python analyze.py`
 # =========================================================================================
 
-def _report_classifier(classifier, test_images, test_labels, figures_dir):
-    predicted = classify(classifier, test_images).argmax(1)
-    record = read_record(CLASSIFIER_WEIGHTS) or {}
-    trained = record.get("training", {})
-    print(f"classifier ({record.get('config', {}).get('arch', '?')}): "
-          f"test accuracy {accuracy(test_labels, predicted):.2%} on {len(test_labels):,} digits"
-          + (f"; trained {trained.get('epochs')} epochs in {trained.get('wall_time_s', 0) / 60:.1f} "
-             f"min" if trained else ""))
-    path = save_confusion_matrix(test_labels, predicted, Path(figures_dir) / "classifier_confusion_test.png",
-                                 "classifier on the MNIST test set")
-    print(f"  saved {display_path(path)}")
+def _report_classifiers(classifier, test_images, test_labels, figures_dir):
+    """Test accuracy of every classifier in weights/; confusion matrix of the shipped one."""
+    from train_classifier import load_classifier
+
+    for weights in sorted(WEIGHTS_DIR.glob("classifier_*.weights.h5")):
+        if ".new." in weights.name or ".previous." in weights.name:
+            continue
+        model = classifier if weights == CLASSIFIER_WEIGHTS else load_classifier(weights)
+        predicted = classify(model, test_images).argmax(1)
+        record = read_record(weights) or {}
+        trained = record.get("training", {})
+        print(f"classifier ({record.get('config', {}).get('arch', '?')}, {weights.name}): test accuracy "
+              f"{accuracy(test_labels, predicted):.2%} on {len(test_labels):,} digits"
+              + (f"; trained {trained.get('epochs')} epochs in {trained.get('wall_time_s', 0) / 60:.1f} min"
+                 if trained else ""))
+        if weights == CLASSIFIER_WEIGHTS:
+            path = save_confusion_matrix(test_labels, predicted, Path(figures_dir) / "classifier_confusion_test.png",
+                                         "classifier on the MNIST test set")
+            print(f"  saved {display_path(path)}")
 
 
 def _generators():
@@ -682,7 +690,7 @@ def main():
         set_seed(args.seed)
         test_images, test_labels = load_digits_csv(TEST_CSV)
         classifier = load_classifier(CLASSIFIER_WEIGHTS)
-        _report_classifier(classifier, test_images, test_labels, args.figures_dir)
+        _report_classifiers(classifier, test_images, test_labels, args.figures_dir)
 
         generators = _generators()
         if not generators:

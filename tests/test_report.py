@@ -15,7 +15,7 @@ SHIPPED = [name for name, path in (("diffusion", analyze.WEIGHTS_DIR / "diffusio
 def test_report_scores_every_shipped_model(tmp_path):
     result = run_script("analyze.py", "--samples-per-digit", "3", "--figures-dir", tmp_path, "--json")
     assert result.returncode == 0, result.stderr
-    assert "classifier (cnn): test accuracy 99." in result.stdout
+    assert "classifier (cnn, classifier_model.weights.h5): test accuracy 99." in result.stdout
     assert (tmp_path / "classifier_confusion_test.png").exists()
     if SHIPPED:
         table = json.loads(result.stdout.strip().splitlines()[-1])
