@@ -104,7 +104,7 @@ def evaluate_csv(classifier, csv_path, as_json, figures_dir):
     probabilities = analyze.classify(classifier, images)
     predicted = probabilities.argmax(1)
     acc = analyze.accuracy(labels, predicted)
-    print(f"accuracy on {csv_path}: {acc:.2%} ({int((predicted == labels).sum()):,} of {len(labels):,})")
+    print(f"accuracy on {analyze.display_path(csv_path)}: {acc:.2%} ({int((predicted == labels).sum()):,} of {len(labels):,})")
     print(classification_report(labels, predicted, labels=list(range(analyze.NUM_CLASSES)),
                                 digits=4, zero_division=0))
     stem = Path(csv_path).stem.lower()
@@ -114,13 +114,13 @@ def evaluate_csv(classifier, csv_path, as_json, figures_dir):
     wrong = np.flatnonzero(predicted != labels)
     # The most confident mistakes first: they show what the model really gets wrong.
     wrong = wrong[np.argsort(-probabilities[wrong].max(1))][:MAX_GALLERY]
-    print(f"saved {matrix}")
+    print(f"saved {analyze.display_path(matrix)}")
     if len(wrong):
         gallery = analyze.save_image_grid(
             images[wrong], Path(figures_dir) / f"classifier_misclassified_{stem}.png",
             titles=[f"true {labels[i]} → {predicted[i]}" for i in wrong],
             title=f"{len(wrong)} misclassified digits (most confident first)")
-        print(f"saved {gallery}")
+        print(f"saved {analyze.display_path(gallery)}")
     if as_json:
         print(json.dumps({"accuracy": acc, "n": int(len(labels)), "csv": str(csv_path)}))
 
@@ -137,7 +137,7 @@ def recognize_pictures(classifier, paths, as_json, figures_dir):
                                      titles=[f"{Path(q['file']).stem[:16]}\n→ {q['digit']}" for q in predictions],
                                      columns=min(len(digits), 5), cell_inches=1.6,
                                      title="your pictures as the classifier sees them")
-    print(f"saved {figure}")
+    print(f"saved {analyze.display_path(figure)}")
     if as_json:
         print(json.dumps({"predictions": predictions}))
 

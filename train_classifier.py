@@ -186,8 +186,8 @@ def train(args):
     images, labels = analyze.load_digits_csv(args.csv)
     (x_train, y_train), (x_val, y_val) = analyze.split_train_validation(images, labels, seed=args.seed)
     test = analyze.load_digits_csv(args.test_csv) if args.test_csv else None
-    print(f"{len(x_train):,} training / {len(x_val):,} validation digits from {args.csv}"
-          + (f"; {len(test[1]):,} test digits from {args.test_csv}" if test else ""))
+    print(f"{len(x_train):,} training / {len(x_val):,} validation digits from {analyze.display_path(args.csv)}"
+          + (f"; {len(test[1]):,} test digits from {analyze.display_path(args.test_csv)}" if test else ""))
 
     train_ds = make_dataset(x_train, y_train, args.batch_size, True, args.augment, args.seed)
     val_ds = make_dataset(x_val, y_val, 1000, False, False, args.seed)
@@ -249,11 +249,11 @@ def install(model, args, history, wall_time, result, best_path):
         "metrics": result,
     }, analyze.record_path(weights))
     best_path.unlink(missing_ok=True)
-    print(f"saved {weights} and {analyze.record_path(weights).name}")
+    print(f"saved {analyze.display_path(weights)} and {analyze.record_path(weights).name}")
     curves = analyze.save_training_curves(
         history, args.figures_dir / f"classifier_{args.arch}_training_curves.png",
         f"{args.arch} classifier")
-    print(f"saved {curves}")
+    print(f"saved {analyze.display_path(curves)}")
 
 
 def main(argv=None):
