@@ -637,8 +637,11 @@ def _generators():
             if Path(module.GENERATOR_WEIGHTS).is_file()]
 
 
-def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=FIGURES_DIR):
-    """Score every shipped generator on the same footing; print one table, save one figure."""
+def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=FIGURES_DIR,
+                      save_metrics=False):
+    """Score every shipped generator on the same footing; print one table, save one figure.
+
+    With save_metrics, each generator's weights record gets what was measured, and how."""
     floor = metrics.real_floor(samples_per_digit)
     rows, names, table = [], [], []
     for name, module in generators:
@@ -656,6 +659,13 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
                       "train_minutes": training.get("wall_time_s", float("nan")) / 60})
         rows.append([images[labels == d][0] for d in range(NUM_CLASSES)])
         names.append(name)
+        if save_metrics and record:
+            record["metrics"] = {**{k: round(float(v), 5) for k, v in score.items()},
+                                 "fid_real_floor": round(floor["fid"], 5), "real_variety": round(floor["variety"], 5),
+                                 "digits_per_s": round(len(images) / seconds, 1), "samples": len(images),
+                                 "measured_by": command_line(), "hardware": hardware_summary(),
+                                 "date": time.strftime("%Y-%m-%d")}
+            write_json_atomic(record, record_path(module.GENERATOR_WEIGHTS))
     n = samples_per_digit * NUM_CLASSES
     print(f"\ngenerators: {n:,} digits each ({samples_per_digit} per digit), seed {seed}")
     print(f"real digits at that size: MNIST-FID {floor['fid']:.2f} (the floor), variety {floor['variety']:.2f}")
@@ -680,6 +690,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR, help="where the PNG figures go")
     parser.add_argument("--json", action="store_true", help="end with the generator table as one JSON line")
+    parser.add_argument("--save-metrics", action="store_true",
+                        help="write the generator metrics into their weights records")
     args = parser.parse_args()
     if args.samples_per_digit < 2:
         fail("--samples-per-digit must be at least 2")
@@ -698,7 +710,8 @@ def main():
             return
         train_images, train_labels = load_digits_csv(TRAIN_CSV)
         metrics = DigitMetrics(classifier, test_images, train_images, train_labels, args.seed)
-        table = report_generators(generators, metrics, args.samples_per_digit, args.seed, args.figures_dir)
+        table = report_generators(generators, metrics, args.samples_per_digit, args.seed, args.figures_dir,
+                                  args.save_metrics)
         if args.json:
             print(json.dumps(table))
     except DataError as exc:
