@@ -2,7 +2,7 @@
 
     python train_diffusion.py            # asks: 0 = train from scratch, 1 = continue, 2 = generate
     python train_diffusion.py --mode 2 --digit 7 --num-per-digit 64 --output sevens.npz
-    python train_diffusion.py --mode 1 --epochs 40    # continue until 40 epochs in total
+    python train_diffusion.py --mode 1 --epochs 30    # continue until 30 epochs in total
 
 The network is a small U-Net told the noise level and the digit. It predicts "v" (a mix of
 noise and image that stays well scaled at every noise level) on a cosine schedule over data

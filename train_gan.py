@@ -8,9 +8,10 @@ Why this one learns when the seed's did not (README, "Why the seed's GAN never l
 the discriminator has no BatchNorm, so it judges each digit on its own instead of telling
 real and fake batches apart by their statistics; both networks run in the same mode in
 both steps, and real and fake digits go through D in one batch, so each network optimizes
-against the other as it really is, with equal learning rates and one step each. As in AC-GAN, the discriminator has two heads: "is this real?" and "which digit
-is this?" (learned from real digits only, so fakes cannot teach it to accept them); the
-generator is rewarded for both, which is what makes it draw the digit it was asked for.
+against the other as it really is, with equal learning rates and one step each. As in
+AC-GAN, the discriminator has two heads: "is this real?" and "which digit is this?"
+(learned from real digits only, so fakes cannot teach it to accept them); the generator is
+rewarded for both, which is what makes it draw the digit it was asked for.
 
 Each epoch prints one health line (D and G loss, D accuracy on real and on fake digits)
 under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png from fixed
