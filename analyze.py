@@ -127,7 +127,7 @@ def _save_cache(csv_path, images, labels):
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         target = _cache_path(csv_path)
         tmp = target.with_name(target.stem + ".tmp.npz")
-        np.savez(tmp, images=images, labels=labels, fingerprint=_csv_fingerprint(csv_path))
+        np.savez_compressed(tmp, images=images, labels=labels, fingerprint=_csv_fingerprint(csv_path))
         os.replace(tmp, target)
     except OSError:
         pass  # a read-only checkout still works, it just parses every time
