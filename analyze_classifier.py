@@ -50,7 +50,7 @@ def read_grey_image(path):
         pixels = tf.io.decode_image(data, expand_animations=False).numpy().astype(np.float32)
     except (tf.errors.InvalidArgumentError, ValueError):
         raise DataError(f"{path}: not a readable PNG, JPEG, GIF or BMP image") from None
-    if pixels.dtype != np.float32 or pixels.size == 0:
+    if pixels.size == 0:
         raise DataError(f"{path}: image is empty")
     channels = pixels.shape[-1]
     if channels in (2, 4):  # transparent pixels are paper: composite onto white
