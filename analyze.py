@@ -1,14 +1,19 @@
 """Shared helpers for the mnist_models scripts, and a report on every trained model.
 
-The training and analysis scripts import this module for: loading and validating digit
-CSVs (with a fast cache), the stratified train/validation split, seeding, atomic saving of
-weights and their records, headless plotting, and the metrics they all use (accuracy,
-"MNIST-FID" and within-digit variety, both in the shipped classifier's feature space).
+The scripts import this module for what they share, in this order: data (loading and
+validating digit CSVs, with a fast cache; the stratified split), saving (one atomic write
+for every file; weights records), pixels (the conversions between uint8 digits and model
+inputs), plots (headless), training runs (start-or-resume with the dry-run rule, the
+resumable fit loop), generators (the contract both generator scripts keep, and drawing),
+and metrics (accuracy, "MNIST-FID" and within-digit variety, in the shipped classifier's
+feature space).
 
-Run it to print a report of every trained model found in weights/ and save its figures:
+Run it to print a report of every trained model found in weights/ and save its figures,
+or to serve the web page (web/) where you draw digits and watch them drawn:
 
-    python analyze.py                  # classifier, diffusion model and GAN, if trained
-    python analyze.py --samples 2000   # generated digits per model for the metrics
+    python analyze.py                            # classifier, diffusion model and GAN, if trained
+    python analyze.py --samples-per-digit 500    # more generated digits per model for the metrics
+    python analyze.py --serve                    # http://127.0.0.1:8000/
 
 Importing it is cheap: TensorFlow, Keras and matplotlib load only inside the functions
 that need them, so every script can answer --help instantly.
@@ -20,7 +25,10 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +58,10 @@ METRIC_SAMPLES_PER_DIGIT = 200
 FEATURE_LAYER = "features"  # the classifier layer whose activations MNIST-FID compares
 
 
+# =========================================================================================
+# Errors: every script's answer to bad input is one line and a non-zero exit
+# =========================================================================================
+
 class DataError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
 
@@ -61,7 +73,7 @@ def fail(message, code=1):
 
 
 # =========================================================================================
-# Dataset
+# Data: the bundled MNIST copy, digit CSVs (validated, cached), the validation split
 # =========================================================================================
 
 def _sha256(path):
@@ -76,15 +88,13 @@ def _write_csv(path, images, labels):
     """Write digits in the Kaggle layout; a lookup table makes 47M numbers cheap to format."""
     as_text = np.array([str(v) for v in range(256)], dtype=object)
     header = "label," + ",".join(f"pixel{i}" for i in range(NUM_PIXELS))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(header + "\n")
         flat = images.reshape(len(images), NUM_PIXELS)
         for start in range(0, len(flat), 5000):
             rows = as_text[flat[start:start + 5000]]
             f.write("".join(f"{label}," + ",".join(row) + "\n"
                             for label, row in zip(labels[start:start + 5000], rows)))
-    os.replace(tmp, path)
 
 
 def ensure_dataset():
@@ -112,6 +122,9 @@ def ensure_dataset():
             _save_cache(path, images, labels)  # we know exactly what we wrote: skip the parse
 
 
+UNLABELED = np.zeros((0,), np.uint8)  # how the cache stores "this CSV has no label column"
+
+
 def _cache_path(csv_path):
     key = hashlib.sha1(str(Path(csv_path).resolve()).encode()).hexdigest()[:12]
     return CACHE_DIR / f"{Path(csv_path).stem}-{key}.npz"
@@ -124,11 +137,9 @@ def _csv_fingerprint(csv_path):
 
 def _save_cache(csv_path, images, labels):
     try:
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        target = _cache_path(csv_path)
-        tmp = target.with_name(target.stem + ".tmp.npz")
-        np.savez_compressed(tmp, images=images, labels=labels, fingerprint=_csv_fingerprint(csv_path))
-        os.replace(tmp, target)
+        with atomic_path(_cache_path(csv_path)) as tmp:
+            np.savez_compressed(tmp, images=images, labels=UNLABELED if labels is None else labels,
+                                fingerprint=_csv_fingerprint(csv_path))
     except OSError:
         pass  # a read-only checkout still works, it just parses every time
 
@@ -141,7 +152,8 @@ def _load_cache(csv_path):
         with np.load(target) as cached:
             if str(cached["fingerprint"]) != _csv_fingerprint(csv_path):
                 return None
-            return cached["images"], cached["labels"]
+            labels = cached["labels"]
+            return cached["images"], (None if labels.shape == UNLABELED.shape else labels)
     except (OSError, ValueError, KeyError):
         return None
 
@@ -159,12 +171,13 @@ def _is_number(text):
         return False
 
 
-def parse_digits_csv(csv_path):
+def parse_digits_csv(csv_path, unlabeled_ok=False):
     """Parse and validate a CSV in the Kaggle layout: label, then 784 pixels (0-255).
 
-    A header row is expected, but a file without one is read too.
-    Returns (images uint8 N x 28 x 28, labels uint8 N). Raises DataError with a one-line
-    explanation for anything a user could get wrong.
+    A header row is expected, but a file without one is read too. With `unlabeled_ok`, a
+    CSV of 784 pixel columns only (Kaggle's test.csv) is read as unlabeled digits.
+    Returns (images uint8 N x 28 x 28, labels uint8 N, or None for unlabeled digits).
+    Raises DataError with a one-line explanation for anything a user could get wrong.
     """
     import pandas as pd
 
@@ -181,10 +194,15 @@ def parse_digits_csv(csv_path):
         raise DataError(f"{csv_path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
     if len(frame.columns) and _is_number(frame.columns[0]):  # no header: the first row is data
         frame = pd.read_csv(csv_path, header=None, low_memory=False)
-        frame.columns = ["label"] + [f"pixel{i}" for i in range(frame.shape[1] - 1)]
-    if frame.shape[1] != NUM_PIXELS + 1:
+        labeled = frame.shape[1] != NUM_PIXELS
+        frame.columns = ["label"] * labeled + [f"pixel{i}" for i in range(frame.shape[1] - labeled)]
+    labeled = frame.shape[1] != NUM_PIXELS
+    if not labeled and not unlabeled_ok:
+        raise DataError(f"{csv_path}: has {NUM_PIXELS} pixel columns but no label column (Kaggle's "
+                        "test.csv layout); this needs labeled digits: label + 784 pixels")
+    if frame.shape[1] not in (NUM_PIXELS, NUM_PIXELS + 1):
         raise DataError(f"{csv_path}: expected {NUM_PIXELS + 1} columns (label + {NUM_PIXELS} "
-                        f"pixels), found {frame.shape[1]}")
+                        f"pixels{', or the pixels alone' if unlabeled_ok else ''}), found {frame.shape[1]}")
     if len(frame) == 0:
         raise DataError(f"{csv_path}: has a header but no rows")
 
@@ -199,8 +217,8 @@ def parse_digits_csv(csv_path):
         raise DataError(f"{csv_path}: empty, NaN or missing cell at line {row}, column {col!r}")
 
     values = numbers.to_numpy(dtype=np.float64)
-    labels, pixels = values[:, 0], values[:, 1:]
-    bad_labels = (labels < 0) | (labels > 9) | (labels != np.round(labels))
+    labels, pixels = (values[:, 0], values[:, 1:]) if labeled else (None, values)
+    bad_labels = (labels < 0) | (labels > 9) | (labels != np.round(labels)) if labeled else np.zeros(1, bool)
     if bad_labels.any():
         row = int(np.argmax(bad_labels))
         raise DataError(f"{csv_path}: label {labels[row]:g} at line {row + 2} is not a digit 0-9")
@@ -208,24 +226,25 @@ def parse_digits_csv(csv_path):
     if bad_pixels.any():
         row, col = np.argwhere(bad_pixels)[0]
         raise DataError(f"{csv_path}: pixel value {pixels[row, col]:g} at line {row + 2}, "
-                        f"column {frame.columns[col + 1]!r} is outside 0-255")
+                        f"column {frame.columns[col + labeled]!r} is outside 0-255")
     images = np.round(pixels).astype(np.uint8).reshape(-1, 28, 28)
-    return images, labels.astype(np.uint8)
+    return images, (labels.astype(np.uint8) if labeled else None)
 
 
-def load_digits_csv(csv_path=TRAIN_CSV):
+def load_digits_csv(csv_path=TRAIN_CSV, unlabeled_ok=False):
     """Load a digits CSV, from the cache when the file is unchanged (size and mtime).
 
-    The default dataset CSVs are written from the bundled copy on first use.
+    The default dataset CSVs are written from the bundled copy on first use. Labels are
+    None for an unlabeled CSV, which only `unlabeled_ok` accepts (see parse_digits_csv).
     """
     csv_path = Path(csv_path)
     if csv_path.resolve() in (TRAIN_CSV, TEST_CSV):
         ensure_dataset()
     if csv_path.is_file():
         cached = _load_cache(csv_path)
-        if cached is not None:
+        if cached is not None and (cached[1] is not None or unlabeled_ok):
             return cached
-    images, labels = parse_digits_csv(csv_path)
+    images, labels = parse_digits_csv(csv_path, unlabeled_ok)
     _save_cache(csv_path, images, labels)
     return images, labels
 
@@ -250,15 +269,38 @@ def split_train_validation(images, labels, fraction=VALIDATION_FRACTION, seed=0)
 
 
 # =========================================================================================
-# Reproducibility, saving, records
+# Saving: one atomic write for every file, weights and the records beside them
 # =========================================================================================
 
-def set_seed(seed):
-    """Seed Python, NumPy and the backend once, and say so: runs are reproducible from logs."""
-    import keras
+@contextmanager
+def atomic_path(path):
+    """A temporary name beside `path` to write to; renamed over `path` only if the block
+    finishes, so an interrupted or failed write never leaves a half-written file in place of
+    a good one. The name keeps the target's ending (.weights.h5, .npz), which writers check."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
-    keras.utils.set_random_seed(seed)
-    print(f"seed: {seed}")
+
+def save_weights_atomic(model, weights_path):
+    with atomic_path(weights_path) as tmp:
+        model.save_weights(tmp)
+
+
+def write_json_atomic(data, path):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def save_npz(path, images, labels):
+    """The generators' archive: images N x 28 x 28 uint8 (0 = background) and labels (N,)."""
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, images=np.asarray(images, np.uint8), labels=np.asarray(labels, np.uint8))
 
 
 def record_path(weights_path):
@@ -267,14 +309,13 @@ def record_path(weights_path):
     return weights_path.with_name(weights_path.name.replace(".weights.h5", "") + ".json")
 
 
-def save_weights_atomic(model, weights_path):
-    """Write weights to a temporary file, then rename: an interrupted save never leaves a
-    half-written file in place of a good one."""
-    weights_path = Path(weights_path)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights_path.with_name(f".tmp-{os.getpid()}-{weights_path.name}")  # keeps .weights.h5
-    model.save_weights(tmp)
-    os.replace(tmp, weights_path)
+def read_record(weights_path):
+    """The record saved beside a weights file, or None if there is none (or it is unreadable)."""
+    try:
+        record = json.loads(record_path(weights_path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def keep_previous(weights_path):
@@ -293,23 +334,10 @@ def keep_previous(weights_path):
     return previous
 
 
-def write_json_atomic(data, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def read_record(weights_path):
-    """The record saved beside a weights file, or None if there is none (or it is unreadable)."""
-    try:
-        return json.loads(record_path(weights_path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def hardware_summary():
+    """What ran: CPU cores and model, and the GPUs TensorFlow used (records say so honestly)."""
+    import tensorflow as tf
+
     cpus = os.cpu_count()
     model = platform.processor() or platform.machine()
     try:
@@ -319,7 +347,10 @@ def hardware_summary():
                 break
     except OSError:
         pass
-    return f"{cpus} CPU cores ({model}), no GPU" if cpus else model
+    gpus = tf.config.list_physical_devices("GPU")
+    names = sorted({tf.config.experimental.get_device_details(g).get("device_name", "GPU") for g in gpus})
+    accelerator = f"{len(gpus)} GPU ({', '.join(names)})" if gpus else "no GPU"
+    return f"{cpus} CPU cores ({model}), {accelerator}"
 
 
 def display_path(path):
@@ -329,21 +360,57 @@ def display_path(path):
 
 
 def command_line():
-    return "python " + " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
+    """The command that is running, for records: project paths relative, as typed in ROOT."""
+    def shown(arg):
+        if "=" in arg and arg.startswith("--"):
+            flag, value = arg.split("=", 1)
+            return f"{flag}={shown(value)}"
+        return display_path(arg) if os.path.isabs(arg) else arg
+
+    return "python " + " ".join([Path(sys.argv[0]).name] + [shown(a) for a in sys.argv[1:]])
 
 
 def load_weights_or_fail(model, weights_path, make_command):
-    """Load weights into a freshly built model; missing or mismatched files become DataError."""
+    """Load weights into a freshly built model; a missing or mismatched file is one DataError
+    line naming the file and the command that remakes it (Keras' per-layer warnings about a
+    mismatch are silenced: the error says it once)."""
     weights_path = Path(weights_path)
     if not weights_path.is_file():
-        raise DataError(f"{weights_path} not found; make it with `{make_command}`")
+        raise DataError(f"{display_path(weights_path)} not found; make it with `{make_command}`")
     try:
-        model.load_weights(weights_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(weights_path)
     except Exception as exc:  # Keras raises ValueError, OSError or h5py errors for bad files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{weights_path} does not fit this model ({reason[:160]}); "
-                        f"retrain with `{make_command}`") from None
+        raise DataError(f"{display_path(weights_path)} does not fit the model its record describes "
+                        f"({reason[:120]}); remake it with `{make_command}`") from None
     return model
+
+
+# =========================================================================================
+# Pixels: uint8 digits (0 = background, as in MNIST) to and from what the models take
+# =========================================================================================
+
+def to_model_input(images):
+    """uint8 digits (N x 28 x 28) -> the float N x 28 x 28 x 1 the classifiers take (0-255)."""
+    return np.asarray(images, dtype=np.float32)[..., None]
+
+
+def to_signed_unit(images):
+    """uint8 digits (N x 28 x 28, array or tensor) -> float N x 28 x 28 x 1 in [-1, 1], the
+    generators' range."""
+    from keras import ops
+
+    return ops.cast(images, "float32")[..., None] / 127.5 - 1.0
+
+
+def from_signed_unit(pixels):
+    """Generator output in [-1, 1] (N x 28 x 28 x 1, or without the channel) -> uint8 digits."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 4:
+        pixels = pixels[..., 0]
+    return np.round((pixels + 1) * 127.5).clip(0, 255).astype(np.uint8)
 
 
 # =========================================================================================
@@ -436,37 +503,94 @@ def save_sample_rows(rows, path, row_names, title=None, column_titles=tuple(map(
 
 
 # =========================================================================================
-# Generated digits: what both generators hand to users
+# Training runs: seeding, where a run may write, start or resume, the resumable fit loop
 # =========================================================================================
 
-def requested_labels(digit=None, num_per_digit=1):
-    """Labels to generate: num_per_digit of one digit, or of each of the ten."""
-    digits = [digit] if digit is not None else range(NUM_CLASSES)
-    return np.repeat(np.array(list(digits), np.int32), num_per_digit)
+def set_seed(seed):
+    """Seed Python, NumPy and the backend once, and say so: runs are reproducible from logs."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    print(f"seed: {seed}")
 
 
-def save_digit_grids(images, labels, prefix, directory=FIGURES_DIR):
-    """One PNG per digit (<prefix>_<d>.png) with up to 100 of its samples."""
-    paths = []
-    for d in np.unique(labels):
-        digit_images = images[labels == d][:100]
-        paths.append(save_image_grid(digit_images, Path(directory) / f"{prefix}_{d}.png",
-                                     columns=min(10, len(digit_images)), title=f"digit {d}"))
-    return paths
+def dry_run_safe(path, dry_run):
+    """Where a run may write `path` (a weights file or folder). A dry run proves the plumbing
+    and never writes over weights in weights/: it writes to a new temporary folder instead.
+    Every training script asks here before it writes."""
+    path = Path(path)
+    if not dry_run or not path.resolve().is_relative_to(WEIGHTS_DIR):
+        return path
+    scratch = Path(tempfile.mkdtemp(prefix="mnist-dry-run-"))
+    print(f"dry run: writing to {scratch} instead of {display_path(path)} (weights/ is never touched)")
+    return scratch / path.name if path.suffix else scratch
 
 
-def draw_and_save(draw, labels, prefix, figures_dir, output=None):
-    """Run a generator's draw(labels) -> uint8 digits, report its speed, save grids (and npz)."""
-    start = time.perf_counter()
-    images = draw(labels)
-    seconds = time.perf_counter() - start
-    print(f"generated {len(images):,} digits in {seconds:.2f} s ({len(images) / seconds:,.0f} digits/s)")
-    for path in save_digit_grids(images, labels, prefix, figures_dir):
-        print(f"saved {display_path(path)}")
-    if output:
-        save_npz(output, images, labels)
-        print(f"saved {display_path(output)} ({len(images)} images and labels)")
-    return images
+def checked_config(record, default_config, weights_path, make_command):
+    """The builder arguments in a weights record, checked against the builder's defaults, so a
+    damaged record is one clear line instead of a traceback from deep inside Keras."""
+    config = (record or {}).get("config", default_config)
+    where = display_path(record_path(weights_path))
+    remake = f"fix it or remake the weights with `{make_command}`"
+    if not isinstance(config, dict):
+        raise DataError(f"{where}: \"config\" should be an object of builder arguments; {remake}")
+    unknown = sorted(set(config) - set(default_config))
+    if unknown:
+        raise DataError(f"{where}: unknown config key {', '.join(map(repr, unknown))} "
+                        f"(known: {', '.join(default_config)}); {remake}")
+    for key, value in config.items():
+        expected = type(default_config[key])
+        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default_config[key], bool):
+            raise DataError(f"{where}: config {key!r} should be {expected.__name__}, found {value!r}; {remake}")
+    return {**default_config, **config}
+
+
+def build_from_record(build, config, weights_path, make_command):
+    """build(config), with a config a builder rejects reported as one line."""
+    try:
+        return build(config)
+    except (ValueError, TypeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise DataError(f"{display_path(record_path(weights_path))}: its config {config} does not build "
+                        f"a model ({reason}); remake the weights with `{make_command}`") from None
+
+
+class Run:
+    """What start_or_resume decided: the mode, the model's builder arguments, the record to
+    keep extending, the weights to load (`sources`) and where checkpoints go (`targets`)."""
+
+    def __init__(self, mode, config, record, sources, targets):
+        self.mode, self.config, self.record = mode, config, record
+        self.sources, self.targets = sources, targets
+
+
+def start_or_resume(mode, weights_dir, weight_files, default_config, builder, make_command, dry_run=False):
+    """The one place a generator script decides how a run starts (mode 0 = from scratch,
+    1 = continue, 2 = generate only).
+
+    Continuing with no checkpoint yet starts from scratch. Starting from scratch first copies
+    existing weights to *.previous.weights.h5. A dry run writes to a temporary folder when
+    the weights live in weights/ (dry_run_safe). `weight_files` are file names in
+    `weights_dir`; the first one carries the record."""
+    weights_dir = Path(weights_dir)
+    sources = [weights_dir / name for name in weight_files]
+    if mode == 1 and not sources[0].exists():
+        print(f"no checkpoint in {display_path(weights_dir)} yet: training from scratch")
+        mode = 0
+    if mode == 0:
+        config, record = dict(default_config), None
+    else:
+        record = read_record(sources[0])
+        config = checked_config(record, default_config, sources[0], make_command)
+    if mode == 2:
+        return Run(mode, config, record, sources, [])
+    if mode == 0 and not dry_run:
+        for path in sources:
+            keep_previous(path)
+    target_dir = dry_run_safe(weights_dir, dry_run)
+    if record is None:
+        record = {"builder": builder, "config": config, "training": {}}
+    return Run(mode, config, record, sources if mode == 1 else [], [target_dir / name for name in weight_files])
 
 
 def training_batches(images, labels, batch_size, seed, limit=None):
@@ -509,13 +633,98 @@ def fit_resumably(model, batches, record, epochs, run_info, checkpoint):
     return True
 
 
-def save_npz(path, images, labels):
-    """The generators' archive: images N x 28 x 28 uint8 (0 = background) and labels (N,)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.stem}.npz")
-    np.savez_compressed(tmp, images=np.asarray(images, np.uint8), labels=np.asarray(labels, np.uint8))
-    os.replace(tmp, path)
+# =========================================================================================
+# Generators: the contract both generator scripts keep, their shared flags, drawing
+# =========================================================================================
+
+GENERATOR_SCRIPTS = ("train_diffusion", "train_gan")
+"""What a generator script offers analyze.py's report and the web page (web/), and what
+tests/test_generators.py checks both scripts keep:
+
+    MODEL_NAME      str: its name in tables and on the page ("diffusion", "GAN")
+    WEIGHT_FILES    tuple of weights file names in a weights folder; the first one carries
+                    the .json record (builder arguments, training log, metrics)
+    MAKE_COMMAND    str: the command that trains those weights from scratch
+    load_sampler(weights_dir=WEIGHTS_DIR) -> sampler, or DataError (one line, naming
+                    MAKE_COMMAND) when the weights are missing or do not fit. Then:
+        sampler(labels, seed) -> uint8 digits N x 28 x 28 (0 = background): the script's
+                    default settings, so the same labels and seed draw the same digits as
+                    its command line (--digit D --num-per-digit N --seed S)
+        sampler.with_steps(labels, seed) -> (digits, steps): the same digits, and uint8
+                    S x N x 28 x 28 pictures of how they came about (for the diffusion
+                    model, its estimate of the clean digit after each of its S steps; a GAN
+                    has one step, its output)
+A sampler is not safe to call from several threads at once: callers serialize its calls.
+"""
+
+
+def generator_modules(only_trained=False, weights_dir=WEIGHTS_DIR):
+    """The generator scripts as modules (see GENERATOR_SCRIPTS), optionally only those
+    whose weights are present."""
+    import importlib
+
+    modules = [importlib.import_module(name) for name in GENERATOR_SCRIPTS]
+    return [m for m in modules if not only_trained or (Path(weights_dir) / m.WEIGHT_FILES[0]).is_file()]
+
+
+def add_generator_arguments(parser, *, num_per_digit, epochs, batch_size, seed, figures, dry_run):
+    """The flags both generator scripts take, with the same names and meanings."""
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--mode", type=int, choices=(0, 1, 2),
+                       help="0 = train from scratch, 1 = continue training, 2 = generate only")
+    modes.add_argument("--from-scratch", dest="mode", action="store_const", const=0, help="same as --mode 0")
+    modes.add_argument("--generate", dest="mode", action="store_const", const=2, help="same as --mode 2")
+    parser.add_argument("--digit", type=int, help="generate only this digit (default: all ten)")
+    parser.add_argument("--num-per-digit", type=int, default=num_per_digit, help="samples per digit")
+    parser.add_argument("--seed", type=int, default=seed, help="random seed (same seed, same digits)")
+    parser.add_argument("--epochs", type=int, default=epochs,
+                        help="train until this many epochs in total (continuing counts on)")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="training batch size")
+    parser.add_argument("--output", type=Path, help="also save the samples to this .npz")
+    parser.add_argument("--csv", type=Path, default=TRAIN_CSV, help="training CSV")
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where the weights live")
+    parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR, help=f"where {figures} go")
+    parser.add_argument("--dry-run", action="store_true", help=dry_run)
+
+
+def check_generator_arguments(parser, args):
+    if args.digit is not None and not 0 <= args.digit <= 9:
+        parser.error(f"--digit must be 0-9, got {args.digit}")
+    for name in ("num_per_digit", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.output is not None and args.output.suffix != ".npz":
+        parser.error("--output must end in .npz")
+
+
+def requested_labels(digit=None, num_per_digit=1):
+    """Labels to generate: num_per_digit of one digit, or of each of the ten."""
+    digits = [digit] if digit is not None else range(NUM_CLASSES)
+    return np.repeat(np.array(list(digits), np.int32), num_per_digit)
+
+
+def save_digit_grids(images, labels, prefix, directory=FIGURES_DIR):
+    """One PNG per digit (<prefix>_<d>.png) with up to 100 of its samples."""
+    paths = []
+    for d in np.unique(labels):
+        digit_images = images[labels == d][:100]
+        paths.append(save_image_grid(digit_images, Path(directory) / f"{prefix}_{d}.png",
+                                     columns=min(10, len(digit_images)), title=f"digit {d}"))
+    return paths
+
+
+def draw_and_save(draw, labels, prefix, figures_dir, output=None):
+    """Run a generator's draw(labels) -> uint8 digits, report its speed, save grids (and npz)."""
+    start = time.perf_counter()
+    images = draw(labels)
+    seconds = time.perf_counter() - start
+    print(f"generated {len(images):,} digits in {seconds:.2f} s ({len(images) / seconds:,.0f} digits/s)")
+    for path in save_digit_grids(images, labels, prefix, figures_dir):
+        print(f"saved {display_path(path)}")
+    if output:
+        save_npz(output, images, labels)
+        print(f"saved {display_path(output)} ({len(images)} images and labels)")
+    return images
 
 
 # =========================================================================================
@@ -526,11 +735,6 @@ def accuracy(labels, predictions):
     from sklearn.metrics import accuracy_score
 
     return float(accuracy_score(labels, predictions))
-
-
-def to_model_input(images):
-    """uint8 digits (N x 28 x 28) -> the float N x 28 x 28 x 1 the models take (0-255)."""
-    return np.asarray(images, dtype=np.float32)[..., None]
 
 
 def classify(classifier, images, batch_size=1000):
@@ -627,23 +831,16 @@ def _report_classifiers(classifier, test_images, test_labels, figures_dir):
             print(f"  saved {display_path(path)}")
 
 
-def _generators():
-    """(name, module) for each generator script whose weights are present."""
-    import train_diffusion
-    import train_gan
-
-    return [(module.MODEL_NAME, module) for module in (train_diffusion, train_gan)
-            if Path(module.GENERATOR_WEIGHTS).is_file()]
-
-
 def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=FIGURES_DIR,
                       save_metrics=False):
-    """Score every shipped generator on the same footing; print one table, save one figure.
+    """Score generator modules (see GENERATOR_SCRIPTS) on the same footing; print one table,
+    save one figure.
 
     With save_metrics, each generator's weights record gets what was measured, and how."""
     floor = metrics.real_floor(samples_per_digit)
     rows, names, table = [], [], []
-    for name, module in generators:
+    for module in generators:
+        name, weights = module.MODEL_NAME, WEIGHTS_DIR / module.WEIGHT_FILES[0]
         draw = module.load_sampler()
         draw(requested_labels(None, 1), seed)  # warm-up: graph tracing is not generation speed
         labels = requested_labels(None, samples_per_digit)
@@ -651,7 +848,7 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
         images = draw(labels, seed)
         seconds = time.perf_counter() - start
         score = metrics.score(images, labels)
-        record = read_record(module.GENERATOR_WEIGHTS) or {}
+        record = read_record(weights) or {}
         training = record.get("training", {})
         table.append({"model": name, **score, "fid_floor": floor["fid"], "real_variety": floor["variety"],
                       "digits_per_s": len(images) / seconds, "epochs": training.get("epochs"),
@@ -664,7 +861,7 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
                                  "digits_per_s": round(len(images) / seconds, 1), "samples": len(images),
                                  "measured_by": command_line(), "hardware": hardware_summary(),
                                  "date": time.strftime("%Y-%m-%d")}
-            write_json_atomic(record, record_path(module.GENERATOR_WEIGHTS))
+            write_json_atomic(record, record_path(weights))
     n = samples_per_digit * NUM_CLASSES
     print(f"\ngenerators: {n:,} digits each ({samples_per_digit} per digit), seed {seed}")
     print(f"real digits at that size: MNIST-FID {floor['fid']:.2f} (the floor), variety {floor['variety']:.2f}")
@@ -682,7 +879,7 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--samples-per-digit", type=int, default=METRIC_SAMPLES_PER_DIGIT,
                         help="generated digits per class for the generator metrics")
@@ -691,11 +888,24 @@ def main():
     parser.add_argument("--json", action="store_true", help="end with the generator table as one JSON line")
     parser.add_argument("--save-metrics", action="store_true",
                         help="write the generator metrics into their weights records")
+    parser.add_argument("--serve", action="store_true",
+                        help="instead of the report, serve the web page (web/) until Ctrl-C")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="with --serve: the address to listen on (any other than 127.0.0.1 lets "
+                             "other machines in)")
+    parser.add_argument("--port", type=int, default=8000, help="with --serve: the port")
     args = parser.parse_args()
     if args.samples_per_digit < 2:
         fail("--samples-per-digit must be at least 2")
+    if not 0 <= args.port <= 65535:
+        fail(f"--port must be 0-65535, got {args.port}")
 
     try:
+        if args.serve:
+            from web import server  # the page and its HTTP API live in web/
+
+            server.serve(args.host, args.port)
+            return
         from train_classifier import load_classifier
 
         set_seed(args.seed)
@@ -703,7 +913,7 @@ def main():
         classifier = load_classifier(CLASSIFIER_WEIGHTS)
         _report_classifiers(classifier, test_images, test_labels, args.figures_dir)
 
-        generators = _generators()
+        generators = generator_modules(only_trained=True)
         if not generators:
             print("no generator weights in weights/ yet (train_diffusion.py, train_gan.py)")
             return

@@ -38,20 +38,25 @@ MAX_GALLERY = 50
 
 
 def read_grey_image(path):
-    """Decode a PNG/JPEG/GIF/BMP as float grey levels (0 = black, 255 = white)."""
-    import tensorflow as tf
-
+    """Decode a PNG/JPEG/GIF/BMP file as float grey levels (0 = black, 255 = white)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return decode_grey_image(data, str(path))
+
+
+def decode_grey_image(data, name="image"):
+    """Decode the bytes of a PNG/JPEG/GIF/BMP picture as float grey levels (0 = black)."""
+    import tensorflow as tf
+
     try:
         pixels = tf.io.decode_image(data, expand_animations=False).numpy().astype(np.float32)
     except (tf.errors.InvalidArgumentError, ValueError):
-        raise DataError(f"{path}: not a readable PNG, JPEG, GIF or BMP image") from None
+        raise DataError(f"{name}: not a readable PNG, JPEG, GIF or BMP image") from None
     if pixels.size == 0:
-        raise DataError(f"{path}: image is empty")
+        raise DataError(f"{name}: image is empty")
     channels = pixels.shape[-1]
     if channels in (2, 4):  # transparent pixels are paper: composite onto white
         alpha = pixels[..., -1:] / 255

@@ -14,7 +14,11 @@ DDIM sampler whose steps run as one compiled call on the whole batch.
 Generation writes generated_digits/ddim_generated_<d>.png for every digit, and with
 --output an .npz of uint8 images (0 = background, like MNIST) and their labels.
 weights/diffusion_model.weights.h5 holds network, EMA and optimizer state, written
-atomically after every epoch, so Ctrl-C loses at most the epoch in progress.
+atomically after every epoch, so Ctrl-C loses at most the epoch in progress. It takes the
+same flags as train_gan.py and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
+
+TensorFlow and Keras are imported inside the functions that need them, so that --help and
+argument errors answer at once.
 """
 
 import argparse
@@ -30,9 +34,11 @@ from analyze import DataError
 # -- data ---------------------------------------------------------------------------------
 TRAIN_CSV = analyze.TRAIN_CSV
 
-# -- model --------------------------------------------------------------------------------
+# -- model (the generator contract: analyze.GENERATOR_SCRIPTS) -----------------------------
 MODEL_NAME = "diffusion"
-GENERATOR_WEIGHTS = analyze.WEIGHTS_DIR / "diffusion_model.weights.h5"
+WEIGHT_FILES = ("diffusion_model.weights.h5",)
+MAKE_COMMAND = "python train_diffusion.py --mode 0"
+BUILDER = "train_diffusion.build_unet"
 MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2}
 NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
 
@@ -153,7 +159,7 @@ def make_diffusion(config, scheduled=True):
         def train_step(self, data):
             images, labels = data
             n = tf.shape(images)[0]
-            x0 = tf.cast(images, tf.float32)[..., None] / 127.5 - 1.0
+            x0 = analyze.to_signed_unit(images)
             angle = tf.random.uniform((n,), MIN_ANGLE, MAX_ANGLE)
             noise = tf.random.normal(tf.shape(x0))
             c, s = tf.cos(angle)[:, None, None, None], tf.sin(angle)[:, None, None, None]
@@ -184,14 +190,11 @@ def is_scheduled(record):
     return record is None or "learning_rate" in record.get("training", {})
 
 
-def load_diffusion(weights_path, config, record):
-    model = make_diffusion(config, scheduled=is_scheduled(record))
-    return analyze.load_weights_or_fail(model, weights_path, "python train_diffusion.py --mode 0")
-
-
-def config_from_record(weights_path):
-    record = analyze.read_record(weights_path)
-    return (record or {}).get("config", MODEL_CONFIG), record
+def load_diffusion(run):
+    """The trainer with the weights of a run from analyze.start_or_resume (mode 1 or 2)."""
+    model = analyze.build_from_record(lambda config: make_diffusion(config, is_scheduled(run.record)),
+                                      run.config, run.sources[0], MAKE_COMMAND)
+    return analyze.load_weights_or_fail(model, run.sources[0], MAKE_COMMAND)
 
 
 # =========================================================================================
@@ -228,58 +231,64 @@ class Sampler:
         sigma = tf.minimum(sigma, s_next)
         return c_next * x0 + tf.sqrt(s_next ** 2 - sigma ** 2) * eps + sigma * fresh_noise, x0
 
-    def __call__(self, labels, steps=STEPS, guidance=GUIDANCE, eta=ETA, seed=SEED,
-                 batch_size=SAMPLING_BATCH, progress=True):
+    def __call__(self, labels, seed=SEED, **settings):
         """uint8 digits (N x 28 x 28, 0 = background) of the requested labels."""
+        return self.with_steps(labels, seed, keep_steps=False, **settings)[0]
+
+    def with_steps(self, labels, seed=SEED, steps=STEPS, guidance=GUIDANCE, eta=ETA,
+                   batch_size=SAMPLING_BATCH, progress=False, keep_steps=True):
+        """(digits, steps): the digits, and uint8 steps x N x 28 x 28 pictures of the clean
+        digit as the network estimated it after each step (empty unless keep_steps)."""
         import keras
         import tensorflow as tf
 
         rng = np.random.default_rng(seed)
         angles = np.linspace(MAX_ANGLE, 0.0, steps + 1).astype(np.float32)
-        out = []
+        digits, estimates = [], []
         bar = (keras.utils.Progbar(len(labels) * steps, unit_name="digit-step",
                                    verbose=1 if sys.stdout.isatty() else 2) if progress else None)
         for start in range(0, len(labels), batch_size):
             batch_labels = tf.constant(labels[start:start + batch_size], tf.int32)
             n = len(batch_labels)
             x = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32))
+            batch_estimates = []
             for i in range(steps):
                 noise = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32)
                                     if eta > 0 else np.zeros((n, 28, 28, 1), np.float32))
                 x, x0 = self._step(x, batch_labels, tf.constant(max(angles[i], MIN_ANGLE)),
                                    tf.constant(angles[i + 1]), tf.constant(guidance, tf.float32),
                                    tf.constant(eta, tf.float32), noise)
+                if keep_steps:
+                    batch_estimates.append(analyze.from_signed_unit(x0))
                 if bar:
                     bar.add(n)
-            out.append(x0.numpy())  # the last step's x0 is the clean prediction
-        images = np.concatenate(out)[..., 0]
-        return np.round((images + 1) * 127.5).clip(0, 255).astype(np.uint8)
+            digits.append(analyze.from_signed_unit(x0))  # the last step's x0 is the clean prediction
+            estimates.append(np.stack(batch_estimates, 0) if keep_steps else np.zeros((0, n, 28, 28), np.uint8))
+        return np.concatenate(digits), np.concatenate(estimates, axis=1)
 
 
-def load_sampler(weights_path=GENERATOR_WEIGHTS):
-    """For analyze.py: draw(labels, seed) -> uint8 digits, with the shipped weights and defaults."""
-    config, record = config_from_record(weights_path)
-    sampler = Sampler(load_diffusion(weights_path, config, record).ema_network)
-    return lambda labels, seed: sampler(labels, seed=seed, progress=False)
+def load_sampler(weights_dir=analyze.WEIGHTS_DIR):
+    """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights."""
+    run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND)
+    return Sampler(load_diffusion(run).ema_network)
 
 
 # =========================================================================================
 # Training
 # =========================================================================================
 
-def train(args, model, record):
+def train(args, model, run):
     images, labels = analyze.load_digits_csv(args.csv)
     print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)}")
     batches = analyze.training_batches(images, labels, args.batch_size, args.seed,
                                        DRY_RUN_BATCHES if args.dry_run else None)
     preview_labels = analyze.requested_labels(None, 2)
+    weights, record = run.targets[0], run.record
 
     def checkpoint(epoch):
-        if args.dry_run and args.weights.resolve() == GENERATOR_WEIGHTS:
-            return  # a dry run proves the plumbing, never at the cost of the real weights
-        analyze.save_weights_atomic(model, args.weights)
-        analyze.write_json_atomic(record, analyze.record_path(args.weights))
-        preview = Sampler(model.ema_network)(preview_labels, seed=SEED, progress=False)
+        analyze.save_weights_atomic(model, weights)
+        analyze.write_json_atomic(record, analyze.record_path(weights))
+        preview = Sampler(model.ema_network)(preview_labels, seed=SEED)
         analyze.save_image_grid(preview, Path(args.figures_dir) / "diffusion_progress.png",
                                 columns=10, title=f"EMA samples after epoch {epoch}")
 
@@ -314,72 +323,51 @@ def ask_mode():
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train the conditional DDIM digit model and/or draw digits.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--mode", type=int, choices=(0, 1, 2),
-                        help="0 = train from scratch, 1 = continue training, 2 = generate only "
-                             "(default: ask at a prompt)")
-    parser.add_argument("--digit", type=int, help="generate only this digit (default: all ten)")
-    parser.add_argument("--num-per-digit", type=int, default=NUM_PER_DIGIT, help="samples per digit")
+                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    analyze.add_generator_arguments(parser, num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE,
+                                    seed=SEED, figures="ddim_generated_<d>.png and diffusion_progress.png",
+                                    dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with "
+                                            "2 steps; weights/ is never written")
+    parser.set_defaults(mode=None)  # no mode given: ask at the prompt
     parser.add_argument("--steps", type=int, default=STEPS, help="DDIM sampling steps")
     parser.add_argument("--guidance", type=float, default=GUIDANCE,
                         help="classifier-free guidance scale (1 = plain conditional)")
     parser.add_argument("--eta", type=float, default=ETA, help="DDIM eta: 0 deterministic, 1 DDPM-like")
-    parser.add_argument("--seed", type=int, default=SEED, help="random seed (same seed, same digits)")
-    parser.add_argument("--epochs", type=int, default=EPOCHS,
-                        help="train until this many epochs in total (mode 1 continues the count)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="training batch size")
-    parser.add_argument("--output", type=Path, help="also save the samples to this .npz")
-    parser.add_argument("--csv", type=Path, default=TRAIN_CSV, help="training CSV")
-    parser.add_argument("--weights", type=Path, default=GENERATOR_WEIGHTS, help="checkpoint file")
-    parser.add_argument("--figures-dir", type=Path, default=analyze.FIGURES_DIR,
-                        help="where the ddim_generated_<d>.png grids go")
-    parser.add_argument("--dry-run", action="store_true",
-                        help=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps")
     args = parser.parse_args(argv)
-    if args.digit is not None and not 0 <= args.digit <= 9:
-        parser.error(f"--digit must be 0-9, got {args.digit}")
-    for name in ("num_per_digit", "steps", "epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    analyze.check_generator_arguments(parser, args)
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
     if args.guidance < 0:
         parser.error("--guidance must be 0 or more")
     if not 0 <= args.eta <= 1:
         parser.error("--eta must be between 0 and 1")
-    if args.output is not None and args.output.suffix != ".npz":
-        parser.error("--output must end in .npz")
-    if not str(args.weights).endswith(".weights.h5"):
-        parser.error("--weights must end in .weights.h5 (Keras 3 naming)")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     mode = args.mode if args.mode is not None else ask_mode()
+    run = None
     try:
         analyze.set_seed(args.seed)
-        if mode == 0:
-            config, record = dict(MODEL_CONFIG), None
-            model = make_diffusion(config)
-        else:
-            config, record = config_from_record(args.weights)
-            model = load_diffusion(args.weights, config, record)
-        if mode in (0, 1):
-            record = record if mode == 1 and record else {"builder": "train_diffusion.build_unet",
-                                                          "config": config, "training": {}}
-            if mode == 0 and not args.dry_run:
-                analyze.keep_previous(args.weights)
-            train(args, model, record)
+        run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
+                                      MAKE_COMMAND, args.dry_run)
+        model = load_diffusion(run) if run.sources else make_diffusion(run.config)
+        if run.mode != 2:
+            train(args, model, run)
 
         sampler = Sampler(model.ema_network)
         analyze.draw_and_save(
-            lambda labels: sampler(labels, steps=2 if args.dry_run else args.steps, guidance=args.guidance,
-                                   eta=args.eta, seed=args.seed),
+            lambda labels: sampler(labels, args.seed, steps=2 if args.dry_run else args.steps,
+                                   guidance=args.guidance, eta=args.eta, progress=True),
             analyze.requested_labels(args.digit, args.num_per_digit), "ddim_generated",
             args.figures_dir, args.output)
     except DataError as exc:
         analyze.fail(exc)
     except KeyboardInterrupt:
-        analyze.fail(f"interrupted; {args.weights} holds the last finished epoch "
+        if run is None or run.mode == 2:
+            analyze.fail("interrupted", code=130)
+        analyze.fail(f"interrupted; {analyze.display_path(run.targets[0])} holds the last finished epoch "
                      "(continue with --mode 1)", code=130)
 
 

@@ -1,8 +1,8 @@
 """Train a class-conditional GAN on dataset/Train.csv, or draw digits with it.
 
-    python train_gan.py                       # train (continues if weights exist)
-    python train_gan.py --from-scratch        # start over
-    python train_gan.py --generate --digit 3 --num-per-digit 100 --output threes.npz
+    python train_gan.py                       # train (continues if weights exist; = --mode 1)
+    python train_gan.py --from-scratch        # start over (= --mode 0)
+    python train_gan.py --generate --digit 3 --num-per-digit 100 --output threes.npz   # = --mode 2
 
 Why this one learns when the seed's did not (README, "Why the seed's GAN never learned"):
 the discriminator has no BatchNorm, so it judges each digit on its own instead of telling
@@ -16,7 +16,11 @@ rewarded for both, which is what makes it draw the digit it was asked for.
 Each epoch prints one health line (D and G loss, D accuracy on real and on fake digits)
 under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png from fixed
 noise, and atomically saves weights/gan_generator.weights.h5 and
-gan_discriminator.weights.h5, each with its optimizer state.
+gan_discriminator.weights.h5, each with its optimizer state. It takes the same flags as
+train_diffusion.py and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
+
+TensorFlow and Keras are imported inside the functions that need them, so that --help and
+argument errors answer at once.
 """
 
 import argparse
@@ -30,10 +34,11 @@ from analyze import DataError
 # -- data ---------------------------------------------------------------------------------
 TRAIN_CSV = analyze.TRAIN_CSV
 
-# -- model --------------------------------------------------------------------------------
+# -- model (the generator contract: analyze.GENERATOR_SCRIPTS) -----------------------------
 MODEL_NAME = "GAN"
-WEIGHTS_DIR = analyze.WEIGHTS_DIR
-GENERATOR_WEIGHTS = WEIGHTS_DIR / "gan_generator.weights.h5"
+WEIGHT_FILES = ("gan_generator.weights.h5", "gan_discriminator.weights.h5")
+MAKE_COMMAND = "python train_gan.py --from-scratch"
+BUILDER = "train_gan.build_generator"
 MODEL_CONFIG = {"noise_dim": 64, "width": 64}
 
 # -- training -----------------------------------------------------------------------------
@@ -50,10 +55,9 @@ NUM_PER_DIGIT = 16
 GENERATION_BATCH = 2000
 
 
-def weight_paths(weights_dir):
-    weights_dir = Path(weights_dir)
-    return weights_dir / "gan_generator.weights.h5", weights_dir / "gan_discriminator.weights.h5"
-
+# =========================================================================================
+# Model
+# =========================================================================================
 
 def build_generator(noise_dim=64, width=64):
     """(noise, label) -> digit in [-1, 1], 28x28x1."""
@@ -124,7 +128,7 @@ def make_gan(config):
         def train_step(self, data):
             images, labels = data
             labels = tf.cast(labels, tf.int32)
-            real = tf.cast(images, tf.float32)[..., None] / 127.5 - 1.0
+            real = analyze.to_signed_unit(images)
             n = tf.shape(real)[0]
             softplus = tf.nn.softplus  # BCE with logits: -log(sigmoid(x)) = softplus(-x)
             digit_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -160,48 +164,59 @@ def make_gan(config):
     return GAN()
 
 
-def load_generator(weights_path, config):
-    generator = build_generator(**config)
-    return analyze.load_weights_or_fail(generator, weights_path, "python train_gan.py")
+# =========================================================================================
+# Sampling
+# =========================================================================================
+
+class Sampler:
+    """The generator contract's sampler (analyze.GENERATOR_SCRIPTS): the seed fixes the noise."""
+
+    def __init__(self, generator):
+        self.generator = generator
+        self.noise_dim = generator.inputs[0].shape[-1]
+
+    def __call__(self, labels, seed=SEED, noise=None):
+        """uint8 digits (0 = background) for the requested labels; one call per 2,000."""
+        if noise is None:
+            noise = np.random.default_rng(seed).standard_normal((len(labels), self.noise_dim), dtype=np.float32)
+        out = [self.generator([noise[i:i + GENERATION_BATCH], labels[i:i + GENERATION_BATCH]], training=False)
+               for i in range(0, len(labels), GENERATION_BATCH)]
+        return analyze.from_signed_unit(np.concatenate([np.asarray(o) for o in out]))
+
+    def with_steps(self, labels, seed=SEED):
+        """A GAN draws in one step: its output is its only picture of the way there."""
+        images = self(labels, seed)
+        return images, images[None]
 
 
-def generate(generator, labels, seed, noise_dim, noise=None):
-    """uint8 digits (0 = background) for the requested labels; one call per 2,000."""
-    if noise is None:
-        noise = np.random.default_rng(seed).standard_normal((len(labels), noise_dim), dtype=np.float32)
-    out = [generator([noise[i:i + GENERATION_BATCH], labels[i:i + GENERATION_BATCH]], training=False)
-           for i in range(0, len(labels), GENERATION_BATCH)]
-    images = np.concatenate([np.asarray(o) for o in out])[..., 0]
-    return np.round((images + 1) * 127.5).clip(0, 255).astype(np.uint8)
+def load_sampler(weights_dir=analyze.WEIGHTS_DIR):
+    """The generator contract: a Sampler on the saved generator (the discriminator is not needed)."""
+    run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND)
+    generator = analyze.build_from_record(lambda config: build_generator(**config), run.config,
+                                          run.sources[0], MAKE_COMMAND)
+    return Sampler(analyze.load_weights_or_fail(generator, run.sources[0], MAKE_COMMAND))
 
 
-def config_from_record(weights_path):
-    record = analyze.read_record(weights_path)
-    return (record or {}).get("config", MODEL_CONFIG), record
+# =========================================================================================
+# Training
+# =========================================================================================
 
-
-def load_sampler(weights_path=GENERATOR_WEIGHTS):
-    """For analyze.py: draw(labels, seed) -> uint8 digits, with the shipped generator."""
-    config, _ = config_from_record(weights_path)
-    generator = load_generator(weights_path, config)
-    return lambda labels, seed: generate(generator, labels, seed, config["noise_dim"])
-
-
-def train(args, gan, record, config):
+def train(args, gan, run):
     images, labels = analyze.load_digits_csv(args.csv)
     print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)}")
     batches = analyze.training_batches(images, labels, args.batch_size, args.seed,
                                        DRY_RUN_BATCHES if args.dry_run else None)
-    g_path, d_path = weight_paths(args.weights_dir)
+    g_path, d_path = run.targets
+    record = run.record
     fixed_labels = analyze.requested_labels(None, 10)
-    fixed_noise = np.random.default_rng(SEED).standard_normal((len(fixed_labels), config["noise_dim"]),
+    fixed_noise = np.random.default_rng(SEED).standard_normal((len(fixed_labels), run.config["noise_dim"]),
                                                               dtype=np.float32)
 
     def checkpoint(epoch):
         analyze.save_weights_atomic(gan.generator, g_path)
         analyze.save_weights_atomic(gan.discriminator, d_path)
         analyze.write_json_atomic(record, analyze.record_path(g_path))
-        images = generate(gan.generator, fixed_labels, SEED, config["noise_dim"], noise=fixed_noise)
+        images = Sampler(gan.generator)(fixed_labels, noise=fixed_noise)
         grid = np.stack([images[fixed_labels == d] for d in range(10)], 1).reshape(-1, 28, 28)
         analyze.save_image_grid(grid, Path(args.figures_dir) / "gan_progress" / f"epoch_{epoch:03d}.png",
                                 columns=10, title=f"GAN after epoch {epoch} (fixed noise; a column per digit)")
@@ -215,70 +230,46 @@ def train(args, gan, record, config):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train the conditional GAN and/or draw digits with it.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--generate", action="store_true", help="only draw digits (no training)")
-    parser.add_argument("--from-scratch", action="store_true",
-                        help="train new networks instead of continuing from the saved ones")
-    parser.add_argument("--digit", type=int, help="generate only this digit (default: all ten)")
-    parser.add_argument("--num-per-digit", type=int, default=NUM_PER_DIGIT, help="samples per digit")
-    parser.add_argument("--epochs", type=int, default=EPOCHS,
-                        help="train until this many epochs in total (continuing counts on)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="training batch size")
-    parser.add_argument("--seed", type=int, default=SEED, help="random seed (same seed, same digits)")
-    parser.add_argument("--output", type=Path, help="also save the samples to this .npz")
-    parser.add_argument("--csv", type=Path, default=TRAIN_CSV, help="training CSV")
-    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR,
-                        help="where gan_generator/gan_discriminator.weights.h5 live")
-    parser.add_argument("--figures-dir", type=Path, default=analyze.FIGURES_DIR,
-                        help="where gan_generated_<d>.png and gan_progress/ go")
-    parser.add_argument("--dry-run", action="store_true",
-                        help=f"train {DRY_RUN_BATCHES} batches for one epoch")
+                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    analyze.add_generator_arguments(parser, num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE,
+                                    seed=SEED, figures="gan_generated_<d>.png and gan_progress/",
+                                    dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch; weights/ is "
+                                            "never written")
+    parser.set_defaults(mode=1)  # no mode given: continue, or start when there is nothing yet
     args = parser.parse_args(argv)
-    if args.digit is not None and not 0 <= args.digit <= 9:
-        parser.error(f"--digit must be 0-9, got {args.digit}")
-    for name in ("num_per_digit", "epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.output is not None and args.output.suffix != ".npz":
-        parser.error("--output must end in .npz")
-    if args.generate and args.from_scratch:
-        parser.error("--generate and --from-scratch exclude each other")
+    analyze.check_generator_arguments(parser, args)
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    g_path, d_path = weight_paths(args.weights_dir)
+    run = None
     try:
         analyze.set_seed(args.seed)
-        if args.generate:
-            config, _ = config_from_record(g_path)
-            generator = load_generator(g_path, config)
+        run = analyze.start_or_resume(args.mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
+                                      MAKE_COMMAND, args.dry_run)
+        if run.mode == 2:
+            sampler = load_sampler(args.weights_dir)
         else:
-            resume = not args.from_scratch and g_path.exists()
-            if args.from_scratch and not args.dry_run:
-                for path in (g_path, d_path):
-                    analyze.keep_previous(path)
-            config, record = config_from_record(g_path) if resume else (dict(MODEL_CONFIG), None)
-            gan = make_gan(config)
-            if resume:
-                analyze.load_weights_or_fail(gan.generator, g_path, "python train_gan.py --from-scratch")
-                analyze.load_weights_or_fail(gan.discriminator, d_path, "python train_gan.py --from-scratch")
-                print(f"continuing from {g_path} ({record['training'].get('epochs', 0)} epochs so far)"
-                      if record else f"continuing from {g_path}")
-            record = record if resume and record else {
-                "builder": "train_gan.build_generator", "config": config, "training": {}}
-            train(args, gan, record, config)
-            generator = gan.generator
+            gan = analyze.build_from_record(make_gan, run.config, args.weights_dir / WEIGHT_FILES[0], MAKE_COMMAND)
+            if run.sources:
+                for network, path in zip((gan.generator, gan.discriminator), run.sources):
+                    analyze.load_weights_or_fail(network, path, MAKE_COMMAND)
+                print(f"continuing from {analyze.display_path(run.sources[0])} "
+                      f"({run.record['training'].get('epochs', 0)} epochs so far)")
+            train(args, gan, run)
+            sampler = Sampler(gan.generator)
 
-        analyze.draw_and_save(lambda labels: generate(generator, labels, args.seed, config["noise_dim"]),
+        analyze.draw_and_save(lambda labels: sampler(labels, args.seed),
                               analyze.requested_labels(args.digit, args.num_per_digit), "gan_generated",
                               args.figures_dir, args.output)
     except DataError as exc:
         analyze.fail(exc)
     except KeyboardInterrupt:
-        analyze.fail(f"interrupted; {g_path.parent} holds the last finished epoch "
-                     "(run the same command to continue)", code=130)
+        if run is None or run.mode == 2:
+            analyze.fail("interrupted", code=130)
+        analyze.fail(f"interrupted; {analyze.display_path(run.targets[0].parent)} holds the last finished "
+                     "epoch (run the same command to continue)", code=130)
 
 
 if __name__ == "__main__":
