@@ -427,11 +427,20 @@ def _pyplot():
 
 
 def _save_figure(fig, path):
+    """Save and announce a figure. A figure is never the job itself, so one that cannot be
+    written (a read-only folder, a full disk) is a warning, and the result is None."""
     plt = _pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    except OSError as exc:
+        print(f"warning: could not save {display_path(path)} ({exc.strerror or exc}); "
+              "choose another folder with --figures-dir", file=sys.stderr)
+        return None
+    finally:
+        plt.close(fig)
+    print(f"saved {display_path(path)}")
     return path
 
 
@@ -667,8 +676,11 @@ def generator_modules(only_trained=False, weights_dir=WEIGHTS_DIR):
     return [m for m in modules if not only_trained or (Path(weights_dir) / m.WEIGHT_FILES[0]).is_file()]
 
 
-def add_generator_arguments(parser, *, num_per_digit, epochs, batch_size, seed, figures, dry_run):
-    """The flags both generator scripts take, with the same names and meanings."""
+def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_size, seed, figures, dry_run):
+    """The flags both generator scripts take, with the same names and meanings; a script adds
+    its own, then calls parse_generator_args."""
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--mode", type=int, choices=(0, 1, 2),
                        help="0 = train from scratch, 1 = continue training, 2 = generate only")
@@ -685,9 +697,12 @@ def add_generator_arguments(parser, *, num_per_digit, epochs, batch_size, seed, 
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where the weights live")
     parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR, help=f"where {figures} go")
     parser.add_argument("--dry-run", action="store_true", help=dry_run)
+    parser.set_defaults(mode=default_mode)
+    return parser
 
 
-def check_generator_arguments(parser, args):
+def parse_generator_args(parser, argv=None):
+    args = parser.parse_args(argv)
     if args.digit is not None and not 0 <= args.digit <= 9:
         parser.error(f"--digit must be 0-9, got {args.digit}")
     for name in ("num_per_digit", "epochs", "batch_size"):
@@ -695,6 +710,24 @@ def check_generator_arguments(parser, args):
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.output is not None and args.output.suffix != ".npz":
         parser.error("--output must end in .npz")
+    return args
+
+
+@contextmanager
+def generator_errors():
+    """A generator script's main body, with its bad input and Ctrl-C each ending in one line.
+    Set `.run` on what this yields once start_or_resume has answered, so an interrupted
+    training run can say where its last finished epoch is."""
+    session = argparse.Namespace(run=None)
+    try:
+        yield session
+    except DataError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        if session.run is None or session.run.mode == 2:
+            fail("interrupted", code=130)
+        fail(f"interrupted; {display_path(session.run.targets[0].parent)} holds the last finished epoch "
+             "(continue with --mode 1)", code=130)
 
 
 def requested_labels(digit=None, num_per_digit=1):
@@ -713,14 +746,15 @@ def save_digit_grids(images, labels, prefix, directory=FIGURES_DIR):
     return paths
 
 
-def draw_and_save(draw, labels, prefix, figures_dir, output=None):
-    """Run a generator's draw(labels) -> uint8 digits, report its speed, save grids (and npz)."""
+def draw_and_save(draw, args, prefix):
+    """Run a generator's draw(labels) -> uint8 digits for the digits its flags ask for
+    (--digit, --num-per-digit), report its speed, save grids (and --output)."""
+    labels, figures_dir, output = requested_labels(args.digit, args.num_per_digit), args.figures_dir, args.output
     start = time.perf_counter()
     images = draw(labels)
     seconds = time.perf_counter() - start
     print(f"generated {len(images):,} digits in {seconds:.2f} s ({len(images) / seconds:,.0f} digits/s)")
-    for path in save_digit_grids(images, labels, prefix, figures_dir):
-        print(f"saved {display_path(path)}")
+    save_digit_grids(images, labels, prefix, figures_dir)
     if output:
         save_npz(output, images, labels)
         print(f"saved {display_path(output)} ({len(images)} images and labels)")
@@ -826,9 +860,8 @@ def _report_classifiers(classifier, test_images, test_labels, figures_dir):
               + (f"; trained {trained.get('epochs')} epochs in {trained.get('wall_time_s', 0) / 60:.1f} min"
                  if trained else ""))
         if weights == CLASSIFIER_WEIGHTS:
-            path = save_confusion_matrix(test_labels, predicted, Path(figures_dir) / "classifier_confusion_test.png",
-                                         "classifier on the MNIST test set")
-            print(f"  saved {display_path(path)}")
+            save_confusion_matrix(test_labels, predicted, Path(figures_dir) / "classifier_confusion_test.png",
+                                  "classifier on the MNIST test set")
 
 
 def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=FIGURES_DIR,
@@ -872,9 +905,8 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
         print(f"| {row['model']} | {row['requested_digit_accuracy']:.2%} | {row['fid']:.2f} | "
               f"{row['fid'] / row['fid_floor']:.2f} | {row['variety']:.2f} | {row['digits_per_s']:,.0f} | "
               f"{row['epochs']} epochs, {row['train_minutes']:.0f} min |")
-    path = save_sample_rows(rows, Path(figures_dir) / "model_comparison.png", names,
-                            "the first sample of each digit from each model")
-    print(f"saved {display_path(path)}")
+    save_sample_rows(rows, Path(figures_dir) / "model_comparison.png", names,
+                     "the first sample of each digit from each model")
     return table
 
 

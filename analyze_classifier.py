@@ -2,6 +2,7 @@
 
     python analyze_classifier.py                     # MNIST test set: accuracy, report, figures
     python analyze_classifier.py --csv my.csv        # any labeled CSV in the Train.csv layout
+    python analyze_classifier.py --csv test.csv --predictions submission.csv   # Kaggle's test.csv
     python analyze_classifier.py --image a.png b.jpg # your own digit pictures
     python analyze_classifier.py --json ...          # last line: one JSON object with the results
 
@@ -102,30 +103,58 @@ def load_picture(path):
     return to_mnist_digit(read_grey_image(path), str(path))
 
 
-def evaluate_csv(classifier, csv_path, as_json, figures_dir):
+def evaluate_csv(classifier, csv_path, as_json, figures_dir, predictions_path=None):
+    """Score a labeled CSV (report, confusion matrix, gallery of mistakes), or summarize the
+    predictions for an unlabeled one (Kaggle's test.csv layout: pixels only)."""
+    images, labels = analyze.load_digits_csv(csv_path, unlabeled_ok=True)
+    probabilities = analyze.classify(classifier, images)
+    predicted = probabilities.argmax(1)
+    if predictions_path:
+        save_predictions(predicted, predictions_path)
+    if labels is None:
+        counts = np.bincount(predicted, minlength=analyze.NUM_CLASSES)
+        print(f"{len(images):,} unlabeled digits in {analyze.display_path(csv_path)}; read as: "
+              + ", ".join(f"{d}: {n:,}" for d, n in enumerate(counts))
+              + f"; mean confidence {probabilities.max(1).mean():.1%}")
+        if not predictions_path:
+            print("(add --predictions FILE.csv to save them in Kaggle's submission layout)")
+        if as_json:
+            print(json.dumps({"n": int(len(images)), "counts": counts.tolist(), "csv": str(csv_path)}))
+        return
+    report_accuracy(images, labels, probabilities, csv_path, as_json, figures_dir)
+
+
+def save_predictions(predicted, path):
+    """Kaggle's "Digit Recognizer" submission layout: ImageId (from 1), Label."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"ImageId": np.arange(1, len(predicted) + 1), "Label": predicted})
+    try:
+        with analyze.atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write the predictions ({exc.strerror or exc})") from None
+    print(f"saved {analyze.display_path(path)} ({len(predicted):,} predictions: ImageId,Label)")
+
+
+def report_accuracy(images, labels, probabilities, csv_path, as_json, figures_dir):
     from sklearn.metrics import classification_report
 
-    images, labels = analyze.load_digits_csv(csv_path)
-    probabilities = analyze.classify(classifier, images)
     predicted = probabilities.argmax(1)
     acc = analyze.accuracy(labels, predicted)
     print(f"accuracy on {analyze.display_path(csv_path)}: {acc:.2%} ({int((predicted == labels).sum()):,} of {len(labels):,})")
     print(classification_report(labels, predicted, labels=list(range(analyze.NUM_CLASSES)),
                                 digits=4, zero_division=0))
     stem = Path(csv_path).stem.lower()
-    matrix = analyze.save_confusion_matrix(labels, predicted,
-                                           Path(figures_dir) / f"classifier_confusion_{stem}.png",
-                                           f"classifier on {Path(csv_path).name}")
+    analyze.save_confusion_matrix(labels, predicted, Path(figures_dir) / f"classifier_confusion_{stem}.png",
+                                  f"classifier on {Path(csv_path).name}")
     wrong = np.flatnonzero(predicted != labels)
     # The most confident mistakes first: they show what the model really gets wrong.
     wrong = wrong[np.argsort(-probabilities[wrong].max(1))][:MAX_GALLERY]
-    print(f"saved {analyze.display_path(matrix)}")
     if len(wrong):
-        gallery = analyze.save_image_grid(
-            images[wrong], Path(figures_dir) / f"classifier_misclassified_{stem}.png",
-            titles=[f"true {labels[i]} → {predicted[i]}" for i in wrong],
-            title=f"{len(wrong)} misclassified digits (most confident first)")
-        print(f"saved {analyze.display_path(gallery)}")
+        analyze.save_image_grid(images[wrong], Path(figures_dir) / f"classifier_misclassified_{stem}.png",
+                                titles=[f"true {labels[i]} → {predicted[i]}" for i in wrong],
+                                title=f"{len(wrong)} misclassified digits (most confident first)")
     if as_json:
         print(json.dumps({"accuracy": acc, "n": int(len(labels)), "csv": str(csv_path)}))
 
@@ -138,28 +167,34 @@ def recognize_pictures(classifier, paths, as_json, figures_dir):
         digit = int(p.argmax())
         predictions.append({"file": str(path), "digit": digit, "confidence": round(float(p[digit]), 4)})
         print(f"{path}: {digit} (confidence {p[digit]:.1%})")
-    figure = analyze.save_image_grid(digits, Path(figures_dir) / "recognized_pictures.png",
-                                     titles=[f"{Path(q['file']).stem[:16]}\n→ {q['digit']}" for q in predictions],
-                                     columns=min(len(digits), 5), cell_inches=1.6,
-                                     title="your pictures as the classifier sees them")
-    print(f"saved {analyze.display_path(figure)}")
+    analyze.save_image_grid(digits, Path(figures_dir) / "recognized_pictures.png",
+                            titles=[f"{Path(q['file']).stem[:16]}\n→ {q['digit']}" for q in predictions],
+                            columns=min(len(digits), 5), cell_inches=1.6,
+                            title="your pictures as the classifier sees them")
     if as_json:
         print(json.dumps({"predictions": predictions}))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate the digit classifier or recognize pictures.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--csv", type=Path, default=TEST_CSV, help="labeled CSV to evaluate")
+    source.add_argument("--csv", type=Path, default=TEST_CSV,
+                        help="CSV to evaluate: label + 784 pixels, or the 784 pixels alone (Kaggle's test.csv)")
     source.add_argument("--image", type=Path, nargs="+", metavar="FILE",
                         help="pictures of single digits to recognize (PNG, JPEG, GIF, BMP)")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="classifier weights")
     parser.add_argument("--figures-dir", type=Path, default=analyze.FIGURES_DIR,
                         help="where the PNG figures go")
+    parser.add_argument("--predictions", type=Path, metavar="FILE.csv",
+                        help="with --csv: also write the predicted digits as ImageId,Label (Kaggle's layout)")
     parser.add_argument("--json", action="store_true",
                         help="end the output with one line of JSON holding the results")
     args = parser.parse_args(argv)
+    if args.predictions and args.image:
+        parser.error("--predictions goes with --csv, not --image")
+    if args.predictions and args.predictions.suffix.lower() != ".csv":
+        parser.error("--predictions must end in .csv")
 
     try:
         if args.image:
@@ -171,7 +206,7 @@ def main(argv=None):
         if args.image:
             recognize_pictures(classifier, args.image, args.json, args.figures_dir)
         else:
-            evaluate_csv(classifier, args.csv, args.json, args.figures_dir)
+            evaluate_csv(classifier, args.csv, args.json, args.figures_dir, args.predictions)
     except DataError as exc:
         analyze.fail(exc)
 

@@ -146,7 +146,7 @@ def compile_classifier(model, arch, steps_total):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description="Train the digit classifier on a digits CSV and save its weights.",
+        description="Train the digit classifier on a digits CSV and save its weights.", allow_abbrev=False,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--arch", default="cnn", help=f"architecture: {' or '.join(ARCHS)}")
     parser.add_argument("--epochs", type=int, default=None,
@@ -166,7 +166,8 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing weights even if the new ones score lower")
     parser.add_argument("--dry-run", action="store_true",
-                        help=f"train {DRY_RUN_BATCHES} batches of one epoch, to test the plumbing")
+                        help=f"train {DRY_RUN_BATCHES} batches of one epoch, to test the plumbing; "
+                             "weights/ is never written")
     args = parser.parse_args(argv)
     if args.arch not in ARCHS:
         parser.error(f"unknown --arch {args.arch!r}; choose one of {', '.join(ARCHS)}")
@@ -250,14 +251,13 @@ def install(model, args, history, wall_time, result, best_path):
     }, analyze.record_path(weights))
     best_path.unlink(missing_ok=True)
     print(f"saved {analyze.display_path(weights)} and {analyze.record_path(weights).name}")
-    curves = analyze.save_training_curves(
-        history, args.figures_dir / f"classifier_{args.arch}_training_curves.png",
-        f"{args.arch} classifier")
-    print(f"saved {analyze.display_path(curves)}")
+    analyze.save_training_curves(history, args.figures_dir / f"classifier_{args.arch}_training_curves.png",
+                                 f"{args.arch} classifier")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    args.weights = analyze.dry_run_safe(args.weights, args.dry_run)
     try:
         model, history, wall_time, result, best_path = train(args)
         install(model, args, history, wall_time, result, best_path)

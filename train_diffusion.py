@@ -21,7 +21,6 @@ TensorFlow and Keras are imported inside the functions that need them, so that -
 argument errors answer at once.
 """
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -322,19 +321,16 @@ def ask_mode():
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train the conditional DDIM digit model and/or draw digits.",
-                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    analyze.add_generator_arguments(parser, num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE,
-                                    seed=SEED, figures="ddim_generated_<d>.png and diffusion_progress.png",
-                                    dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with "
-                                            "2 steps; weights/ is never written")
-    parser.set_defaults(mode=None)  # no mode given: ask at the prompt
+    parser = analyze.generator_parser(
+        "Train the conditional DDIM digit model and/or draw digits.", default_mode=None,  # None: ask
+        num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
+        figures="ddim_generated_<d>.png and diffusion_progress.png",
+        dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps; weights/ is never written")
     parser.add_argument("--steps", type=int, default=STEPS, help="DDIM sampling steps")
     parser.add_argument("--guidance", type=float, default=GUIDANCE,
                         help="classifier-free guidance scale (1 = plain conditional)")
     parser.add_argument("--eta", type=float, default=ETA, help="DDIM eta: 0 deterministic, 1 DDPM-like")
-    args = parser.parse_args(argv)
-    analyze.check_generator_arguments(parser, args)
+    args = analyze.parse_generator_args(parser, argv)
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     if args.guidance < 0:
@@ -347,28 +343,18 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     mode = args.mode if args.mode is not None else ask_mode()
-    run = None
-    try:
+    with analyze.generator_errors() as session:
         analyze.set_seed(args.seed)
-        run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
-                                      MAKE_COMMAND, args.dry_run)
+        run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
+                                                    MAKE_COMMAND, args.dry_run)
         model = load_diffusion(run) if run.sources else make_diffusion(run.config)
         if run.mode != 2:
             train(args, model, run)
 
         sampler = Sampler(model.ema_network)
-        analyze.draw_and_save(
-            lambda labels: sampler(labels, args.seed, steps=2 if args.dry_run else args.steps,
-                                   guidance=args.guidance, eta=args.eta, progress=True),
-            analyze.requested_labels(args.digit, args.num_per_digit), "ddim_generated",
-            args.figures_dir, args.output)
-    except DataError as exc:
-        analyze.fail(exc)
-    except KeyboardInterrupt:
-        if run is None or run.mode == 2:
-            analyze.fail("interrupted", code=130)
-        analyze.fail(f"interrupted; {analyze.display_path(run.targets[0])} holds the last finished epoch "
-                     "(continue with --mode 1)", code=130)
+        analyze.draw_and_save(lambda labels: sampler(labels, args.seed, steps=2 if args.dry_run else args.steps,
+                                                     guidance=args.guidance, eta=args.eta, progress=True),
+                              args, "ddim_generated")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ TensorFlow and Keras are imported inside the functions that need them, so that -
 argument errors answer at once.
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -229,25 +228,20 @@ def train(args, gan, run):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train the conditional GAN and/or draw digits with it.",
-                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    analyze.add_generator_arguments(parser, num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE,
-                                    seed=SEED, figures="gan_generated_<d>.png and gan_progress/",
-                                    dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch; weights/ is "
-                                            "never written")
-    parser.set_defaults(mode=1)  # no mode given: continue, or start when there is nothing yet
-    args = parser.parse_args(argv)
-    analyze.check_generator_arguments(parser, args)
-    return args
+    parser = analyze.generator_parser(
+        "Train the conditional GAN and/or draw digits with it.", default_mode=1,  # continue, or start
+        num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
+        figures="gan_generated_<d>.png and gan_progress/",
+        dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch; weights/ is never written")
+    return analyze.parse_generator_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    run = None
-    try:
+    with analyze.generator_errors() as session:
         analyze.set_seed(args.seed)
-        run = analyze.start_or_resume(args.mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
-                                      MAKE_COMMAND, args.dry_run)
+        run = session.run = analyze.start_or_resume(args.mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG,
+                                                    BUILDER, MAKE_COMMAND, args.dry_run)
         if run.mode == 2:
             sampler = load_sampler(args.weights_dir)
         else:
@@ -260,16 +254,7 @@ def main(argv=None):
             train(args, gan, run)
             sampler = Sampler(gan.generator)
 
-        analyze.draw_and_save(lambda labels: sampler(labels, args.seed),
-                              analyze.requested_labels(args.digit, args.num_per_digit), "gan_generated",
-                              args.figures_dir, args.output)
-    except DataError as exc:
-        analyze.fail(exc)
-    except KeyboardInterrupt:
-        if run is None or run.mode == 2:
-            analyze.fail("interrupted", code=130)
-        analyze.fail(f"interrupted; {analyze.display_path(run.targets[0].parent)} holds the last finished "
-                     "epoch (run the same command to continue)", code=130)
+        analyze.draw_and_save(lambda labels: sampler(labels, args.seed), args, "gan_generated")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,13 @@ import analyze  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description="Sweep the diffusion sampler's guidance and steps.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--per-digit", type=int, default=100, help="samples per digit and setting")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
+                        help="the folder holding diffusion_model.weights.h5")
     args = parser.parse_args()
 
     import train_diffusion
@@ -35,13 +37,12 @@ def main():
         train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
         test_images, _ = analyze.load_digits_csv(analyze.TEST_CSV)
         metrics = analyze.DigitMetrics(load_classifier(), test_images, train_images, train_labels, args.seed)
-        config, record = train_diffusion.config_from_record(train_diffusion.GENERATOR_WEIGHTS)
-        model = train_diffusion.load_diffusion(train_diffusion.GENERATOR_WEIGHTS, config)
+        sampler = train_diffusion.load_sampler(args.weights_dir)
+        record = analyze.read_record(args.weights_dir / train_diffusion.WEIGHT_FILES[0])
     except analyze.DataError as exc:
         analyze.fail(exc)
-    sampler = train_diffusion.Sampler(model.ema_network)
     labels = analyze.requested_labels(None, args.per_digit)
-    sampler(labels[:10], steps=2, progress=False)  # trace once: measure sampling, not tracing
+    sampler(labels[:10], steps=2)  # trace once: measure sampling, not tracing
     floor = metrics.real_floor(args.per_digit)
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
           f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
@@ -51,7 +52,7 @@ def main():
     for steps in args.steps:
         for guidance in args.guidance:
             start = time.perf_counter()
-            images = sampler(labels, steps=steps, guidance=guidance, seed=args.seed, progress=False)
+            images = sampler(labels, args.seed, steps=steps, guidance=guidance)
             speed = len(images) / (time.perf_counter() - start)
             score = metrics.score(images, labels)
             print(f"| {steps} | {guidance:g} | {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} | "

@@ -158,8 +158,7 @@ def main():
     floor = metrics.real_floor(100)["fid"]
     print(f"real-vs-real MNIST-FID floor at 1,000 digits: {floor:.1f}")
     rows = [run(variant, train_images, args.steps, args.every, metrics)[:10] for variant in args.variants]
-    path = analyze.save_sample_rows(rows, args.figure, args.variants, "seed GAN variants: 10 samples each", column_titles=None)
-    print(f"\nsaved {path}")
+    analyze.save_sample_rows(rows, args.figure, args.variants, "seed GAN variants: 10 samples each", column_titles=None)
 
 
 if __name__ == "__main__":

@@ -183,3 +183,55 @@ def test_bad_pictures_fail_cleanly(tmp_path, dry_weights):
     assert_clean_failure(result, "not a readable PNG")
     result = run_script("analyze_classifier.py", "--weights", dry_weights, "--image", tmp_path / "gone.png")
     assert_clean_failure(result, "file not found")
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_kaggle_test_layout_gives_a_submission_file(tmp_path, dry_weights, mnist, header):
+    """Kaggle's test.csv is the training layout without the label column."""
+    import pandas as pd
+
+    pixels = mnist["x_test"][:30].reshape(30, -1)
+    csv = tmp_path / "test.csv"
+    pd.DataFrame(pixels, columns=[f"pixel{i}" for i in range(784)]).to_csv(csv, index=False, header=header)
+    result = run_script("analyze_classifier.py", "--weights", dry_weights, "--csv", csv,
+                        "--predictions", tmp_path / "submission.csv", "--figures-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "30 unlabeled digits" in result.stdout
+    submission = pd.read_csv(tmp_path / "submission.csv")
+    assert list(submission.columns) == ["ImageId", "Label"]
+    assert submission["ImageId"].tolist() == list(range(1, 31))
+    assert submission["Label"].between(0, 9).all()
+    # The same digits with labels: still scored, and the same predictions written.
+    result = run_script("analyze_classifier.py", "--weights", dry_weights, "--csv",
+                        write_csv(tmp_path / "labeled.csv", mnist["x_test"][:30], mnist["y_test"][:30]),
+                        "--predictions", tmp_path / "labeled_predictions.csv", "--figures-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "accuracy on" in result.stdout
+    assert pd.read_csv(tmp_path / "labeled_predictions.csv").equals(submission)
+
+
+def test_unlabeled_csv_cannot_train(tmp_path, mnist):
+    import pandas as pd
+
+    csv = tmp_path / "test.csv"
+    pd.DataFrame(mnist["x_test"][:30].reshape(30, -1)).to_csv(csv, index=False)
+    result = run_script("train_classifier.py", "--dry-run", "--csv", csv, "--weights", tmp_path / "w.weights.h5")
+    assert_clean_failure(result, "no label column")
+
+
+def test_unwritable_figures_folder_is_a_warning_not_a_crash(tmp_path, dry_weights, mnist):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a folder inside a file cannot be made, even by root
+    picture = tmp_path / "seven.png"
+    picture.write_bytes(encode_png(photo_of(mnist["x_test"][0])))
+    result = run_script("analyze_classifier.py", "--weights", dry_weights, "--image", picture,
+                        "--figures-dir", blocker / "figures")
+    assert result.returncode == 0, result.stderr
+    assert "seven.png:" in result.stdout and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("warning: could not save") and "--figures-dir" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_prefix_abbreviations_are_refused():
+    result = run_script("analyze.py", "--samples", "2000")
+    assert_clean_failure(result, "unrecognized arguments: --samples")

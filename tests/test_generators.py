@@ -1,5 +1,6 @@
 """train_diffusion.py and train_gan.py end to end: prompt, dry-run training, resume,
-generation, archives, reproducibility and bad input."""
+generation, archives, reproducibility, bad input; the contract both keep for analyze.py
+and the web page; and the DDIM sampler against a network that knows the answer."""
 
 import json
 
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 
 import analyze
+import train_diffusion
+import train_gan
 from conftest import assert_clean_failure, run_script
 
 
@@ -14,22 +17,29 @@ from conftest import assert_clean_failure, run_script
 def diffusion_run(tmp_path_factory, tiny_csv):
     """A dry-run diffusion model (mode 0), trained and sampled by the real script."""
     out = tmp_path_factory.mktemp("diffusion")
-    weights = out / "d.weights.h5"
     result = run_script("train_diffusion.py", "--mode", "0", "--dry-run", "--csv", tiny_csv,
-                        "--weights", weights, "--figures-dir", out, "--num-per-digit", "2",
+                        "--weights-dir", out, "--figures-dir", out, "--num-per-digit", "2",
                         "--output", out / "all.npz")
     assert result.returncode == 0, result.stderr
-    return out, weights
+    return out
 
 
-def diffusion_args(out, weights, *extra):
-    return ("train_diffusion.py", "--weights", weights, "--figures-dir", out, *extra)
+def diffusion_args(out, *extra):
+    return ("train_diffusion.py", "--weights-dir", out, "--figures-dir", out, *extra)
+
+
+def copy_weights(source, target, names):
+    for name in names:
+        (target / name).write_bytes((source / name).read_bytes())
+    record = analyze.record_path(source / names[0])
+    analyze.record_path(target / names[0]).write_text(record.read_text())
 
 
 def test_diffusion_dry_run_trains_saves_and_generates(diffusion_run):
-    out, weights = diffusion_run
-    record = json.loads(analyze.record_path(weights).read_text())
+    out = diffusion_run
+    record = json.loads(analyze.record_path(out / "diffusion_model.weights.h5").read_text())
     assert record["training"]["epochs"] == 1 and record["config"]["widths"]
+    assert record["training"]["learning_rate"]["decay"] == "cosine to 0"
     for d in range(10):
         assert (out / f"ddim_generated_{d}.png").exists()
     with np.load(out / "all.npz") as archive:
@@ -38,22 +48,19 @@ def test_diffusion_dry_run_trains_saves_and_generates(diffusion_run):
 
 
 def test_diffusion_resume_continues_the_epoch_count(tmp_path, diffusion_run, tiny_csv):
-    out, weights = diffusion_run
-    copy = tmp_path / "d.weights.h5"
-    copy.write_bytes(weights.read_bytes())
-    analyze.record_path(copy).write_text(analyze.record_path(weights).read_text())
-    result = run_script(*diffusion_args(tmp_path, copy, "--mode", "1", "--dry-run", "--csv", tiny_csv,
+    copy_weights(diffusion_run, tmp_path, train_diffusion.WEIGHT_FILES)
+    result = run_script(*diffusion_args(tmp_path, "--mode", "1", "--dry-run", "--csv", tiny_csv,
                                         "--num-per-digit", "1", "--digit", "4"))
     assert result.returncode == 0, result.stderr
     assert "Epoch 2/2" in result.stdout
-    assert json.loads(analyze.record_path(copy).read_text())["training"]["epochs"] == 2
+    record = json.loads(analyze.record_path(tmp_path / "diffusion_model.weights.h5").read_text())
+    assert record["training"]["epochs"] == 2 and len(record["training"]["commands"]) == 2
 
 
 def test_diffusion_generation_is_reproducible_with_seed(tmp_path, diffusion_run):
-    out, weights = diffusion_run
     archives = []
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        result = run_script(*diffusion_args(tmp_path, weights, "--mode", "2", "--digit", "3", "--steps", "3",
+        result = run_script(*diffusion_args(diffusion_run, "--mode", "2", "--digit", "3", "--steps", "3",
                                             "--num-per-digit", "4", "--seed", str(seed),
                                             "--output", tmp_path / f"{name}.npz"))
         assert result.returncode == 0, result.stderr
@@ -69,10 +76,8 @@ def test_diffusion_generation_is_reproducible_with_seed(tmp_path, diffusion_run)
     ("x\n7\n2\n", 0, "'x' is not a mode"),
     ("", 2, "no answer at the mode prompt"),
 ])
-def test_diffusion_prompt(tmp_path, diffusion_run, answers, expect_code, expect_text):
-    out, weights = diffusion_run
-    result = run_script(*diffusion_args(tmp_path, weights, "--num-per-digit", "1", "--steps", "2"),
-                        stdin=answers)
+def test_diffusion_prompt(diffusion_run, answers, expect_code, expect_text):
+    result = run_script(*diffusion_args(diffusion_run, "--num-per-digit", "1", "--steps", "2"), stdin=answers)
     assert result.returncode == expect_code, result.stderr
     assert expect_text in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -80,15 +85,47 @@ def test_diffusion_prompt(tmp_path, diffusion_run, answers, expect_code, expect_
         assert_clean_failure(result, "pass --mode")
 
 
-def test_diffusion_bad_flags_and_weights(tmp_path, diffusion_run):
-    for flags, message in ((["--digit", "12"], "--digit must be 0-9"), (["--steps", "0"], "--steps must be at least 1"),
-                           (["--mode", "5"], "invalid choice"), (["--output", "x.txt"], "must end in .npz")):
-        assert_clean_failure(run_script("train_diffusion.py", *flags), message)
-    result = run_script(*diffusion_args(tmp_path, tmp_path / "none.weights.h5", "--mode", "2"))
-    assert_clean_failure(result, "not found", "train_diffusion.py --mode 0")
-    junk = tmp_path / "junk.weights.h5"
-    junk.write_text("not weights")
-    assert_clean_failure(run_script(*diffusion_args(tmp_path, junk, "--mode", "2")), "does not fit")
+@pytest.mark.parametrize("script", ["train_diffusion.py", "train_gan.py"])
+def test_generator_scripts_reject_bad_flags_alike(script):
+    for flags, message in ((["--digit", "12"], "--digit must be 0-9"),
+                           (["--num-per-digit", "0"], "--num-per-digit must be at least 1"),
+                           (["--mode", "5"], "invalid choice"), (["--output", "x.txt"], "must end in .npz"),
+                           (["--generate", "--from-scratch"], "not allowed with"),
+                           (["--gen"], "unrecognized arguments")):  # no prefix matching
+        assert_clean_failure(run_script(script, *flags), message)
+
+
+@pytest.mark.parametrize("script, mode_flag", [("train_diffusion.py", "--mode=2"), ("train_gan.py", "--generate")])
+def test_missing_junk_and_mismatched_weights_fail_in_one_line(tmp_path, script, mode_flag, diffusion_run, gan_run):
+    module, run_dir = {"train_diffusion.py": (train_diffusion, diffusion_run),
+                       "train_gan.py": (train_gan, gan_run)}[script]
+    args = (script, mode_flag, "--num-per-digit", "1", "--figures-dir", tmp_path, "--weights-dir")
+    assert_clean_failure(run_script(*args, tmp_path), "not found", module.MAKE_COMMAND)
+
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / module.WEIGHT_FILES[0]).write_text("not weights")
+    assert_clean_failure(run_script(*args, junk), "does not fit", module.MAKE_COMMAND)
+
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    copy_weights(run_dir, wrong, module.WEIGHT_FILES)
+    record_file = analyze.record_path(wrong / module.WEIGHT_FILES[0])
+    record = json.loads(record_file.read_text())
+    key = "widths" if module is train_diffusion else "width"
+    record["config"][key] = [32, 64] if key == "widths" else 32  # builds, but not these weights
+    record_file.write_text(json.dumps(record))
+    result = run_script(*args, wrong)
+    assert_clean_failure(result, "does not fit", module.WEIGHT_FILES[0], module.MAKE_COMMAND)
+    assert "Warning" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+    record["config"]["colour"] = "blue"
+    record_file.write_text(json.dumps(record))
+    assert_clean_failure(run_script(*args, wrong), "unknown config key 'colour'")
+    del record["config"]["colour"]
+    record["config"][key] = "wide"
+    record_file.write_text(json.dumps(record))
+    assert_clean_failure(run_script(*args, wrong), f"config '{key}' should be")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +139,7 @@ def gan_run(tmp_path_factory, tiny_csv):
 
 
 def test_gan_dry_run_trains_saves_and_generates(gan_run):
-    assert (gan_run / "gan_generator.weights.h5").exists() and (gan_run / "gan_discriminator.weights.h5").exists()
+    assert all((gan_run / name).exists() for name in train_gan.WEIGHT_FILES)
     assert (gan_run / "gan_progress" / "epoch_001.png").exists()
     assert all((gan_run / f"gan_generated_{d}.png").exists() for d in range(10))
     with np.load(gan_run / "all.npz") as archive:
@@ -111,8 +148,7 @@ def test_gan_dry_run_trains_saves_and_generates(gan_run):
 
 
 def test_gan_resume_and_reproducible_generation(tmp_path, gan_run, tiny_csv):
-    for name in ("gan_generator.weights.h5", "gan_discriminator.weights.h5", "gan_generator.json"):
-        (tmp_path / name).write_bytes((gan_run / name).read_bytes())
+    copy_weights(gan_run, tmp_path, train_gan.WEIGHT_FILES)
     result = run_script("train_gan.py", "--dry-run", "--csv", tiny_csv, "--weights-dir", tmp_path,
                         "--figures-dir", tmp_path, "--num-per-digit", "1")
     assert result.returncode == 0, result.stderr
@@ -129,9 +165,91 @@ def test_gan_resume_and_reproducible_generation(tmp_path, gan_run, tiny_csv):
     assert not np.array_equal(archives[0], archives[2])
 
 
-def test_gan_bad_input(tmp_path):
-    assert_clean_failure(run_script("train_gan.py", "--generate", "--digit", "12"), "--digit must be 0-9")
-    result = run_script("train_gan.py", "--generate", "--weights-dir", tmp_path)
-    assert_clean_failure(result, "not found", "python train_gan.py")
-    (tmp_path / "gan_generator.weights.h5").write_text("junk")
-    assert_clean_failure(run_script("train_gan.py", "--generate", "--weights-dir", tmp_path), "does not fit")
+# -- the contract (analyze.GENERATOR_SCRIPTS) -------------------------------------------------
+
+@pytest.mark.parametrize("module", [train_diffusion, train_gan])
+def test_generator_scripts_keep_the_contract(module, diffusion_run, gan_run):
+    run_dir = diffusion_run if module is train_diffusion else gan_run
+    assert module in analyze.generator_modules()
+    assert isinstance(module.MODEL_NAME, str) and module.WEIGHT_FILES[0].endswith(".weights.h5")
+    assert module.MAKE_COMMAND.startswith(f"python {module.__name__}.py")
+    sampler = module.load_sampler(run_dir)
+    labels = analyze.requested_labels(7, 3)
+    digits = sampler(labels, 11)
+    assert digits.shape == (3, 28, 28) and digits.dtype == np.uint8
+    np.testing.assert_array_equal(digits, sampler(labels, 11))
+    same, steps = sampler.with_steps(labels, 11)
+    np.testing.assert_array_equal(same, digits)
+    assert steps.dtype == np.uint8 and steps.shape[1:] == (3, 28, 28) and len(steps) >= 1
+    np.testing.assert_array_equal(steps[-1], digits)  # the last step is the answer
+    with pytest.raises(analyze.DataError, match="not found"):
+        module.load_sampler(run_dir / "nowhere")
+
+
+@pytest.mark.parametrize("module", [train_diffusion, train_gan])
+def test_sampler_draws_what_the_command_line_draws(tmp_path, module, diffusion_run, gan_run):
+    run_dir = diffusion_run if module is train_diffusion else gan_run
+    flags = ["--mode", "2", "--digit", "5", "--num-per-digit", "3", "--seed", "9", "--weights-dir", run_dir,
+             "--figures-dir", tmp_path, "--output", tmp_path / "cli.npz"]
+    result = run_script(f"{module.__name__}.py", *flags)
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "cli.npz") as archive:
+        np.testing.assert_array_equal(archive["images"],
+                                      module.load_sampler(run_dir)(analyze.requested_labels(5, 3), 9))
+
+
+# -- DDIM against stand-in networks ------------------------------------------------------------
+
+def oracle_v(x, angle, clean):
+    """The exact v for a noisy x whose clean digit is `clean`: v = (cos x - clean) / sin."""
+    c, s = np.cos(angle)[:, None, None, None], np.sin(angle)[:, None, None, None]
+    return ((c * x - clean) / s).astype(np.float32)
+
+
+class StandIn:
+    """A 'network' that knows the clean digit: one for labelled calls, another for the null label."""
+
+    def __init__(self, conditional_clean, unconditional_clean):
+        self.clean = {False: conditional_clean, True: unconditional_clean}
+
+    def __call__(self, inputs, training=False):
+        x, angle, labels = (np.asarray(t) for t in inputs)
+        null = labels == train_diffusion.NULL_LABEL
+        n = len(x) // 2
+        out = np.empty_like(x)
+        for is_null in (False, True):
+            rows = null == is_null
+            clean = np.concatenate([self.clean[is_null]] * 2)[rows]
+            out[rows] = oracle_v(x[rows], angle[rows], clean)
+        assert null[n:].all() and not null[:n].any()  # conditional first, then unconditional
+        return out
+
+
+def sampler_with(network):
+    sampler = train_diffusion.Sampler.__new__(train_diffusion.Sampler)
+    sampler.network = network
+    sampler._step = lambda *args: tuple(np.asarray(t) for t in sampler._denoise_step(*args))
+    return sampler
+
+
+def test_ddim_with_an_exact_network_recovers_the_clean_digit(mnist):
+    digits = mnist["x_test"][:4]
+    clean = np.asarray(analyze.to_signed_unit(digits))
+    sampler = sampler_with(StandIn(clean, clean))
+    for steps in (1, 5, 20):
+        out = sampler(np.array([7, 2, 1, 0], np.int32), seed=3, steps=steps)
+        assert np.abs(out.astype(int) - digits.astype(int)).max() <= 1, steps
+
+
+def test_guidance_zero_is_unconditional_and_one_is_conditional(mnist):
+    conditional, unconditional = mnist["x_test"][:2], mnist["x_test"][2:4]
+    sampler = sampler_with(StandIn(np.asarray(analyze.to_signed_unit(conditional)),
+                                   np.asarray(analyze.to_signed_unit(unconditional))))
+    labels = np.array([7, 2], np.int32)
+    for guidance, expected in ((1.0, conditional), (0.0, unconditional)):
+        out = sampler(labels, seed=1, steps=10, guidance=guidance)
+        assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1, guidance
+    # In between, the guided estimate lies between the two answers.
+    halfway = sampler(labels, seed=1, steps=1, guidance=0.5).astype(int)
+    low, high = np.minimum(conditional, unconditional), np.maximum(conditional, unconditional)
+    assert ((halfway >= low.astype(int) - 1) & (halfway <= high.astype(int) + 1)).all()

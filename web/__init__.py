@@ -1,0 +1,1 @@
+"""The local web page (`python analyze.py --serve`): see web/server.py."""

@@ -1,0 +1,641 @@
+"""The local web page: draw a digit and watch it read, upload a picture, watch digits drawn.
+
+    python analyze.py --serve                   # http://127.0.0.1:8000/ until Ctrl-C
+    python analyze.py --serve --port 8080
+    python analyze.py --serve --host 0.0.0.0    # lets other machines in (a warning says so)
+
+serve() binds first (a busy port is one line at once), then loads the shipped models once:
+the classifier and every generator of analyze.GENERATOR_SCRIPTS whose weights are present.
+A missing model leaves the rest working; the page and /api/models say what makes it.
+Standard library HTTP only. The page is the static files in web/ (a fixed list, read once
+at start-up), and the JSON API:
+
+    GET  /api/models     what loaded, what is missing and the command that makes it; limits
+    POST /api/classify   {"image": "data:image/png;base64,...", "name": "drawing"}
+                         -> digit, confidence, ten probabilities, the 28x28 digit it saw
+    POST /api/generate   {"model": "diffusion" | "gan", "digit": 3, "count": 16, "seed": 42}
+                         -> the digits (and the diffusion model's denoising steps) as PNG
+                            sheets, what the classifier reads in each, the matching command
+
+Pictures go through analyze_classifier's own conversion (decode_grey_image, then
+to_mnist_digit), so the page answers as `analyze_classifier.py --image` does. Generation
+calls each script's sampler with analyze.requested_labels(digit, count) and the seed, so
+it draws the digits its command line draws. Nothing but numpy and the standard library is
+imported until serve() (or Models.load) runs.
+"""
+
+import base64
+import binascii
+import ipaddress
+import json
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import traceback
+import zlib
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+import analyze
+from analyze import DataError
+
+WEB_DIR = Path(__file__).resolve().parent
+# The only files the server ever reads from disk, read once at start-up: URL -> (file, type).
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+}
+# The page loads nothing from anywhere else, and the browser is told to hold it to that.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+# -- limits ---------------------------------------------------------------------------------
+MAX_BODY_BYTES = 8 * 1024 * 1024   # a phone photo as base64 fits; anything bigger is refused (413)
+MAX_PICTURE_PIXELS = 30_000_000    # declared size checked before decoding: no decompression bombs
+DEFAULT_COUNT = 16
+MAX_COUNT = 64                     # 64 diffusion digits with their steps take a few seconds here
+MAX_SEED = 2 ** 32 - 1
+MAX_NAME = 100
+MAX_WAITING = 32                   # API requests in progress or queued for a model; more get 503
+MAX_DECODING = 2                   # pictures decoded at once (memory: a photo is ~100 MB as floats)
+REQUEST_TIMEOUT_S = 30             # a client that stalls mid-request is dropped
+SHUTDOWN_WAIT_S = 10               # Ctrl-C lets a generation in progress finish for this long
+PAGE_NAME = "drawing"
+
+
+class HttpError(Exception):
+    """An answer other than 200: the status and the one-line message for {"error": ...}."""
+
+    def __init__(self, status, message, headers=None):
+        super().__init__(message)
+        self.status, self.message, self.headers = HTTPStatus(status), message, headers or {}
+
+
+def bad_request(message):
+    return HttpError(HTTPStatus.BAD_REQUEST, message)
+
+
+# =========================================================================================
+# Pictures to the browser: PNG (a pure-Python writer; grey 8-bit is all a digit needs)
+# =========================================================================================
+
+def encode_png(pixels):
+    """uint8 H x W grey pixels -> PNG file bytes."""
+    pixels = np.ascontiguousarray(pixels, np.uint8)
+    height, width = pixels.shape
+    rows = np.zeros((height, width + 1), np.uint8)  # each row starts with its filter byte (0: none)
+    rows[:, 1:] = pixels
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + chunk(b"IEND", b""))
+
+
+def png_data_url(pixels):
+    return "data:image/png;base64," + base64.b64encode(encode_png(pixels)).decode("ascii")
+
+
+def sheet(frames):
+    """S x N x 28 x 28 digits -> one (S*28) x (N*28) picture: a row per step, a column per digit."""
+    frames = np.asarray(frames, np.uint8)
+    steps, count, height, width = frames.shape
+    return frames.transpose(0, 2, 1, 3).reshape(steps * height, count * width)
+
+
+# =========================================================================================
+# Pictures from the browser
+# =========================================================================================
+
+def declared_size(data):
+    """(width, height) a PNG, GIF, BMP or JPEG header declares, or None if it declares none.
+
+    Read before decoding, so a small file claiming to be enormous is refused instead of
+    filling memory. An unknown format is left to the decoder, which rejects it."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:2] == b"BM" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)  # negative height: rows stored top-down
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+                i += 2
+                continue
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                height, width = struct.unpack(">HH", data[i + 5:i + 9])
+                return width, height
+            i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return None
+
+
+def picture_bytes(text, name):
+    """The bytes of a picture sent as a data URL (data:image/...;base64,...) or bare base64."""
+    if text.startswith("data:"):
+        header, comma, text = text.partition(",")
+        if not comma or not header.endswith(";base64"):
+            raise bad_request(f"{name}: \"image\" must be a base64 data URL (data:image/png;base64,...)")
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise bad_request(f"{name}: \"image\" is not valid base64") from None
+    if not data:
+        raise bad_request(f"{name}: \"image\" is empty")
+    size = declared_size(data)
+    if size and size[0] * size[1] > MAX_PICTURE_PIXELS:
+        raise bad_request(f"{name}: the picture is {size[0]}x{size[1]} pixels; the limit is "
+                          f"{MAX_PICTURE_PIXELS // 1_000_000} megapixels")
+    return data
+
+
+# =========================================================================================
+# Models: loaded once, each call serialized by its own lock
+# =========================================================================================
+
+class Generator:
+    """One generator script (analyze.GENERATOR_SCRIPTS) as the page uses it."""
+
+    def __init__(self, module):
+        self.module = module
+        self.key = module.MODEL_NAME.lower()
+        self.name = module.MODEL_NAME
+        self.default_seed = int(getattr(module, "SEED", 0))
+        self.sampler, self.error, self.num_steps = None, None, None
+        self.lock = threading.Lock()  # a sampler is not thread-safe
+
+    def command(self, digit, seed, count):
+        """The command line that draws the same digits (both scripts take the shared flags)."""
+        return (f"python {self.module.__name__}.py --generate --digit {digit} --seed {seed} "
+                f"--num-per-digit {count}")
+
+    def describe(self):
+        return {"key": self.key, "name": self.name, "ready": self.sampler is not None, "error": self.error,
+                "default_seed": self.default_seed, "steps": self.num_steps,
+                "make_command": self.module.MAKE_COMMAND}
+
+
+class Models:
+    """The classifier and the generators, loaded and warmed up once."""
+
+    def __init__(self):
+        self.classifier, self.classifier_error, self.classifier_name = None, None, None
+        self.classifier_lock = threading.Lock()
+        self.generators = {}
+        self._predict = None
+
+    @classmethod
+    def load(cls, weights_dir=analyze.WEIGHTS_DIR, classifier_weights=analyze.CLASSIFIER_WEIGHTS, log=print):
+        """Load every model it can; a missing or broken one is recorded with its DataError."""
+        import tensorflow as tf
+        from train_classifier import load_classifier
+
+        models = cls()
+        started = time.perf_counter()
+        try:
+            models.classifier = load_classifier(classifier_weights)
+            # model.predict costs milliseconds per call; a traced call on any batch size does not.
+            models._predict = tf.function(lambda x: models.classifier(x, training=False),
+                                          input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)])
+            record = analyze.read_record(classifier_weights) or {}
+            models.classifier_name = str(record.get("config", {}).get("arch", "cnn")).upper()
+            models._warm_up_reading()
+            log(f"classifier: ready ({models.classifier_name}, {analyze.display_path(classifier_weights)})")
+        except DataError as exc:
+            models.classifier, models.classifier_error = None, str(exc)
+            log(f"classifier: missing: {exc}")
+        for module in analyze.generator_modules():
+            generator = Generator(module)
+            try:
+                generator.sampler = module.load_sampler(weights_dir)
+                # Two batch sizes: the second trace is shape-generic, so no request pays for tracing.
+                for count in (1, 2):
+                    digits, steps = generator.sampler.with_steps(analyze.requested_labels(0, count), 0)
+                generator.num_steps = int(steps.shape[0])
+                models.read(digits)
+                log(f"{generator.name}: ready ({generator.num_steps} step{'s' * (generator.num_steps > 1)})")
+            except DataError as exc:
+                generator.sampler, generator.error = None, str(exc)
+                log(f"{generator.name}: missing: {exc}")
+            models.generators[generator.key] = generator
+        log(f"models loaded in {time.perf_counter() - started:.1f} s")
+        return models
+
+    def _warm_up_reading(self):
+        stroke = np.full((280, 280), 255, np.uint8)
+        stroke[60:220, 130:150] = 0  # a "1", through the whole picture path once
+        self.read_picture(encode_png(stroke), "warm-up")
+        self.read(np.zeros((2, 28, 28), np.uint8))
+
+    def read(self, digits):
+        """Probabilities (N x 10) for uint8 digits, or None without a classifier.
+
+        The same input conversion as analyze.classify; a traced call instead of predict()."""
+        if self.classifier is None:
+            return None
+        x = analyze.to_model_input(digits)
+        with self.classifier_lock:
+            return self._predict(x).numpy()
+
+    def read_picture(self, data, name):
+        """The digit in a picture, as `analyze_classifier.py --image` reads it."""
+        import analyze_classifier
+
+        grey = analyze_classifier.decode_grey_image(data, name)  # DataError: not a picture
+        try:
+            digit = analyze_classifier.to_mnist_digit(grey, name)
+        except DataError as exc:  # the one thing it rejects: no ink at all
+            return {"digit": None, "confidence": None, "probabilities": None, "seen": None,
+                    "message": str(exc)}
+        probabilities = self.read(digit[None])[0]
+        best = int(probabilities.argmax())
+        return {"digit": best, "confidence": round(float(probabilities[best]), 5),
+                "probabilities": [round(float(p), 5) for p in probabilities], "seen": png_data_url(digit)}
+
+    def generate(self, generator, digit, count, seed):
+        labels = analyze.requested_labels(digit, count)
+        started = time.perf_counter()
+        with generator.lock:
+            digits, steps = generator.sampler.with_steps(labels, seed)
+        seconds = time.perf_counter() - started
+        probabilities = self.read(digits)
+        read = None
+        if probabilities is not None:
+            read = [{"digit": int(p.argmax()), "confidence": round(float(p.max()), 4)} for p in probabilities]
+        return {"model": generator.key, "name": generator.name, "digit": digit, "count": count, "seed": seed,
+                "command": generator.command(digit, seed, count), "seconds": round(seconds, 3),
+                "digits": png_data_url(sheet(digits[None])),
+                "num_steps": int(steps.shape[0]),
+                "steps": png_data_url(sheet(steps)) if steps.shape[0] > 1 else None,
+                "read": read}
+
+    def describe(self):
+        return {"classifier": {"ready": self.classifier is not None, "name": self.classifier_name,
+                               "error": self.classifier_error},
+                "generators": [g.describe() for g in self.generators.values()],
+                "limits": {"default_count": DEFAULT_COUNT, "max_count": MAX_COUNT, "max_seed": MAX_SEED,
+                           "max_body_bytes": MAX_BODY_BYTES, "max_picture_pixels": MAX_PICTURE_PIXELS}}
+
+    def wait_idle(self, timeout):
+        """Take every model's lock (waiting up to `timeout` s in all), so no TensorFlow call is
+        in flight when the interpreter exits."""
+        deadline = time.monotonic() + timeout
+        for lock in [self.classifier_lock] + [g.lock for g in self.generators.values()]:
+            lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+
+
+# =========================================================================================
+# The API: checked JSON in, JSON out
+# =========================================================================================
+
+def _check_fields(body, allowed, required):
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise bad_request(f"unknown field {', '.join(map(json.dumps, unknown))}; "
+                          f"expected {', '.join(map(json.dumps, allowed))}")
+    for key in required:
+        if key not in body:
+            raise bad_request(f"\"{key}\" is required")
+
+
+def _integer(body, key, low, high, default):
+    value = body.get(key, default)
+    # JSON true is a Python int, and 3.0 is not a digit: only a plain integer passes.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"\"{key}\" must be an integer {low}-{high}, got {json.dumps(value)[:40]}")
+    if not low <= value <= high:
+        raise bad_request(f"\"{key}\" must be {low}-{high}, got {value}")
+    return value
+
+
+def _string(body, key, default=None):
+    value = body.get(key, default)
+    if not isinstance(value, str):
+        raise bad_request(f"\"{key}\" must be a string, got {json.dumps(value)[:40]}")
+    return value
+
+
+def api_models(app, body):
+    return app.models.describe()
+
+
+def api_classify(app, body):
+    _check_fields(body, ("image", "name"), ("image",))
+    name = "".join(c for c in _string(body, "name", "image") if c.isprintable())[:MAX_NAME] or "image"
+    image = _string(body, "image")
+    if app.models.classifier is None:
+        raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, f"the classifier is not loaded: {app.models.classifier_error}")
+    data = picture_bytes(image, name)
+    with app.decoding:
+        started = time.perf_counter()
+        try:
+            answer = app.models.read_picture(data, name)
+        except DataError as exc:
+            raise bad_request(str(exc)) from None
+    return {**answer, "ms": round(1000 * (time.perf_counter() - started), 1)}
+
+
+def api_generate(app, body):
+    _check_fields(body, ("model", "digit", "count", "seed"), ("model", "digit"))
+    key = _string(body, "model")
+    generator = app.models.generators.get(key.lower())
+    if generator is None:
+        raise bad_request(f"unknown model {json.dumps(key)[:40]}; expected "
+                          f"{' or '.join(map(json.dumps, app.models.generators))}")
+    digit = _integer(body, "digit", 0, 9, None)
+    count = _integer(body, "count", 1, MAX_COUNT, DEFAULT_COUNT)
+    seed = _integer(body, "seed", 0, MAX_SEED, generator.default_seed)
+    if generator.sampler is None:
+        raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, f"the {generator.name} model is not loaded: {generator.error}")
+    return app.models.generate(generator, digit, count, seed)
+
+
+API_ROUTES = {  # path -> (method, handler)
+    "/api/models": ("GET", api_models),
+    "/api/classify": ("POST", api_classify),
+    "/api/generate": ("POST", api_generate),
+}
+
+
+class App:
+    """What every request shares: the models, the page's files, and the limits in force."""
+
+    def __init__(self, models, loopback_only=True, quiet=False):
+        self.models, self.loopback_only, self.quiet = models, loopback_only, quiet
+        self.static = {}
+        for url, (name, content_type) in STATIC_FILES.items():
+            try:
+                self.static[url] = ((WEB_DIR / name).read_bytes(), content_type)
+            except OSError:
+                raise DataError(f"web/{name} is missing; restore it with `git checkout web/`") from None
+        self.waiting = threading.BoundedSemaphore(MAX_WAITING)
+        self.decoding = threading.BoundedSemaphore(MAX_DECODING)
+
+    def log(self, line):
+        if not self.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+
+# =========================================================================================
+# HTTP
+# =========================================================================================
+
+def _is_loopback_name(host):
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the page's many small requests share a connection
+    server_version = "mnist_models"
+    sys_version = ""
+    timeout = REQUEST_TIMEOUT_S
+
+    def do_GET(self):
+        self.route()
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    def route(self):
+        started = time.perf_counter()
+        status = HTTPStatus.INTERNAL_SERVER_ERROR
+        app = self.server.app
+        try:
+            status = self.answer(app)
+        except HttpError as exc:
+            status = exc.status
+            self.send_json(exc.status, {"error": exc.message}, exc.headers)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+            return
+        except Exception as exc:  # a bug, not the client's fault: say so without a traceback
+            app.log(f"error answering {self.command} {self.path[:100]}: "
+                    + "".join(traceback.format_exception_only(exc)).strip())
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            self.send_json(status, {"error": "internal error; the server's log has the details"})
+        finally:
+            app.log(f"{self.command} {self.path[:100]} {int(status)} {1000 * (time.perf_counter() - started):.0f} ms")
+
+    def answer(self, app):
+        host = self.headers.get("Host")
+        if app.loopback_only and host is not None:
+            # A page on another site that resolves its own name to 127.0.0.1 (DNS rebinding)
+            # would send its own name here; only this machine's names are accepted.
+            name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+            if not _is_loopback_name(name):
+                raise bad_request(f"unexpected Host {host[:60]!r}; open the page at 127.0.0.1 or localhost")
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:
+            path = None
+        if path in app.static:
+            if self.command not in ("GET", "HEAD"):
+                raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} answers GET", {"Allow": "GET, HEAD"})
+            body, content_type = app.static[path]
+            headers = {"Cache-Control": "no-cache"}
+            if content_type.startswith("text/html"):
+                headers.update({"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Frame-Options": "DENY"})
+            self.send_bytes(HTTPStatus.OK, body, content_type, headers)
+            return HTTPStatus.OK
+        if path not in API_ROUTES:
+            raise HttpError(HTTPStatus.NOT_FOUND, "not found")
+        method, handler = API_ROUTES[path]
+        if self.command != method and not (method == "GET" and self.command == "HEAD"):
+            raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} answers {method}",
+                            {"Allow": "GET, HEAD" if method == "GET" else method})
+        if method == "GET":
+            self.send_json(HTTPStatus.OK, handler(app, None))
+            return HTTPStatus.OK
+        body = self.read_json()
+        if not app.waiting.acquire(blocking=False):
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the server is busy; try again in a moment",
+                            {"Retry-After": "1"})
+        try:
+            payload = handler(app, body)
+        finally:
+            app.waiting.release()
+        self.send_json(HTTPStatus.OK, payload)
+        return HTTPStatus.OK
+
+    def read_json(self):
+        """The request body as a JSON object, within the size limit."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise HttpError(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length (not chunked)")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self.close_connection = True
+            raise HttpError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
+        if not length.strip().isdigit():
+            self.close_connection = True
+            raise bad_request(f"Content-Length {length[:20]!r} is not a number of bytes")
+        length = int(length)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True  # the body is never read: the connection cannot be reused
+            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            f"the request body is {length:,} bytes; the limit is {MAX_BODY_BYTES:,}")
+        data = self.rfile.read(length)
+        if len(data) < length:
+            self.close_connection = True
+            raise bad_request("the request body is shorter than its Content-Length")
+        if self.headers.get_content_type() != "application/json":
+            # Also keeps other sites' plain HTML forms out: they cannot send this type.
+            raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send JSON with Content-Type: application/json")
+        try:
+            body = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise bad_request("the request body is not UTF-8 text") from None
+        except RecursionError:
+            raise bad_request("the request body is nested too deeply") from None
+        except ValueError as exc:
+            raise bad_request(f"the request body is not valid JSON ({str(exc).splitlines()[0][:80]})") from None
+        if not isinstance(body, dict):
+            raise bad_request("the request body must be a JSON object")
+        return body
+
+    def send_json(self, status, payload, headers=None):
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        self.send_bytes(status, body, "application/json", {"Cache-Control": "no-store", **(headers or {})})
+
+    def send_bytes(self, status, body, content_type, headers=None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (a malformed request line, headers too long, ...) as JSON."""
+        self.close_connection = True
+        try:
+            short = HTTPStatus(code).phrase
+        except ValueError:
+            short = "error"
+        self.server.app.log(f"{getattr(self, 'command', None) or '-'} {getattr(self, 'path', '')[:100]} "
+                            f"{code} ({message or short})")
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            return
+        self.send_json(code, {"error": message or short})
+
+    def log_request(self, code="-", size="-"):
+        pass  # route() logs one line per request, with its time
+
+    def log_message(self, format, *args):
+        self.server.app.log(format % args)
+
+
+class WebServer(ThreadingHTTPServer):
+    daemon_threads = True  # an idle keep-alive connection never holds up the exit
+    allow_reuse_port = False  # another server on the port must make ours fail, not share it
+    request_queue_size = 64
+
+    def __init__(self, address, family, app):
+        self.address_family = family
+        self.app = app
+        super().__init__(address, Handler)
+
+    def server_bind(self):
+        # HTTPServer.server_bind looks up the host's full DNS name, which can stall offline.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            self.app.log(f"error on a connection from {client_address[0]}: {exc!r}")
+
+    @property
+    def port(self):
+        return self.server_address[1]
+
+    @property
+    def url(self):
+        host = self.server_address[0]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if self.address_family == socket.AF_INET else "::1"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
+
+
+def bind(host, port, models=None, quiet=False):
+    """A WebServer bound to host:port (not yet answering), or DataError in one line."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise DataError(f"--host {host!r}: cannot listen there ({exc.strerror})") from None
+    loopback = _is_loopback_name(address[0])
+    try:
+        return WebServer(address, family, App(models, loopback_only=loopback, quiet=quiet))
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise DataError(f"port {port} on {host} is already in use; stop what is using it "
+                            "or choose another with --port") from None
+        raise DataError(f"cannot listen on {host} port {port} ({exc.strerror or exc})") from None
+
+
+def start(host="127.0.0.1", port=0, models=None, quiet=True):
+    """Serve in a background thread (for tests and benchmarks); returns the WebServer.
+
+    Stop it with server.shutdown(); server.server_close()."""
+    server = bind(host, port, models, quiet)
+    threading.Thread(target=server.serve_forever, name="web-server", daemon=True).start()
+    return server
+
+
+def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
+          classifier_weights=analyze.CLASSIFIER_WEIGHTS):
+    """Load the models and answer until Ctrl-C (`python analyze.py --serve`)."""
+    server = bind(host, port)  # first: a busy port fails at once, not after loading the models
+    try:
+        if not server.app.loopback_only:
+            print(f"warning: listening on {host}: any machine that can reach this one can use the page "
+                  "and its API (no password); use the default 127.0.0.1 to keep it to this machine",
+                  flush=True)
+        print("loading the models...", flush=True)
+        server.app.models = Models.load(weights_dir, classifier_weights,
+                                        log=lambda line: print("  " + line, flush=True))
+        print(f"open {server.url} in a browser (Ctrl-C to stop)", flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+    finally:
+        server.server_close()
+        if server.app.models is not None:
+            try:
+                server.app.models.wait_idle(SHUTDOWN_WAIT_S)
+            except KeyboardInterrupt:
+                pass
