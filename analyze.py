@@ -55,6 +55,9 @@ CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "classifier_model.weights.h5"
 
 # -- metrics ------------------------------------------------------------------------------
 METRIC_SAMPLES_PER_DIGIT = 200
+FAINT_LEVELS = (1, 3)    # grey levels invisible to the eye, yet rare in MNIST (0.2% of pixels)
+GREY_LEVELS = (4, 29)    # a visible tint or speckle on the paper when there are many
+TINTED_PIXELS = 60       # a digit with at least this many GREY_LEVELS pixels sits on tinted paper
 FEATURE_LAYER = "features"  # the classifier layer whose activations MNIST-FID compares
 
 
@@ -810,6 +813,17 @@ def within_digit_variety(feats, labels):
     return float(np.mean(spreads))
 
 
+def paper_cleanliness(images):
+    """How clean the paper is, as in MNIST: the shares of pixels that are exactly 0, faint
+    (1-3) and grey (4-29), and the share of digits on tinted paper (>= 60 grey pixels)."""
+    images = np.asarray(images)
+    grey = (images >= GREY_LEVELS[0]) & (images <= GREY_LEVELS[1])
+    return {"zero_pixels": float((images == 0).mean()),
+            "faint_pixels": float(((images >= FAINT_LEVELS[0]) & (images <= FAINT_LEVELS[1])).mean()),
+            "grey_pixels": float(grey.mean()),
+            "tinted_digits": float((grey.reshape(len(images), -1).sum(1) >= TINTED_PIXELS).mean())}
+
+
 class DigitMetrics:
     """Everything needed to score generated digits: the classifier, its features of the
     10k test set (the MNIST-FID reference) and of held-out real training digits (the
@@ -829,15 +843,18 @@ class DigitMetrics:
             for d in range(NUM_CLASSES)])
         feats = features(self.extractor, self._train_images[picks])
         return {"fid": frechet_distance(feats, self.reference),
-                "variety": within_digit_variety(feats, self._train_labels[picks])}
+                "variety": within_digit_variety(feats, self._train_labels[picks]),
+                **paper_cleanliness(self._train_images[picks])}
 
     def score(self, images, labels):
-        """Requested-digit accuracy, MNIST-FID and within-digit variety of generated digits."""
+        """Requested-digit accuracy, MNIST-FID, within-digit variety and the cleanliness of the
+        paper (paper_cleanliness) of generated digits."""
         feats = features(self.extractor, images)
         predicted = classify(self.classifier, images).argmax(1)
         return {"requested_digit_accuracy": accuracy(labels, predicted),
                 "fid": frechet_distance(feats, self.reference),
-                "variety": within_digit_variety(feats, labels)}
+                "variety": within_digit_variety(feats, labels),
+                **paper_cleanliness(images)}
 
 
 # =========================================================================================
@@ -862,6 +879,9 @@ def _report_classifiers(classifier, test_images, test_labels, figures_dir):
         if weights == CLASSIFIER_WEIGHTS:
             save_confusion_matrix(test_labels, predicted, Path(figures_dir) / "classifier_confusion_test.png",
                                   "classifier on the MNIST test set")
+
+
+PAPER_KEYS = ("zero_pixels", "faint_pixels", "grey_pixels", "tinted_digits")
 
 
 def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=FIGURES_DIR,
@@ -891,6 +911,7 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
         if save_metrics and record:
             record["metrics"] = {**{k: round(float(v), 5) for k, v in score.items()},
                                  "fid_real_floor": round(floor["fid"], 5), "real_variety": round(floor["variety"], 5),
+                                 "real_paper": {k: round(floor[k], 5) for k in PAPER_KEYS},
                                  "digits_per_s": round(len(images) / seconds, 1), "samples": len(images),
                                  "measured_by": command_line(), "hardware": hardware_summary(),
                                  "date": time.strftime("%Y-%m-%d")}
@@ -905,6 +926,12 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
         print(f"| {row['model']} | {row['requested_digit_accuracy']:.2%} | {row['fid']:.2f} | "
               f"{row['fid'] / row['fid_floor']:.2f} | {row['variety']:.2f} | {row['digits_per_s']:,.0f} | "
               f"{row['epochs']} epochs, {row['train_minutes']:.0f} min |")
+    print("\nthe paper around the digits (shares of all pixels, and of digits on tinted paper):")
+    print(f"| digits | exactly 0 | faint ({FAINT_LEVELS[0]}-{FAINT_LEVELS[1]}) | grey ({GREY_LEVELS[0]}-{GREY_LEVELS[1]}) "
+          f"| tinted (>= {TINTED_PIXELS} grey pixels) |")
+    print("|---|---|---|---|---|")
+    for name, row in [("real (training digits)", floor)] + [(r["model"], r) for r in table]:
+        print(f"| {name} | " + " | ".join(f"{row[k]:.1%}" for k in PAPER_KEYS) + " |")
     save_sample_rows(rows, Path(figures_dir) / "model_comparison.png", names,
                      "the first sample of each digit from each model")
     return table

@@ -53,7 +53,10 @@ DRY_RUN_BATCHES = 2
 
 # -- sampling -----------------------------------------------------------------------------
 STEPS = 20
+SOLVERS = ("ddim", "dpm++2m")
+SOLVER = "ddim"
 GUIDANCE = 1.5  # benchmarks/diffusion_settings.py: the only tested scale meeting both bars
+GUIDANCE_INTERVAL = (0.0, math.inf)  # guide at noise-to-signal ratios tan(angle) in (low, high]
 ETA = 0.0
 NUM_PER_DIGIT = 16
 SAMPLING_BATCH = 500
@@ -200,49 +203,87 @@ def load_diffusion(run):
 # Sampling
 # =========================================================================================
 
+def solver_coefficients(angles, solver="ddim", eta=ETA):
+    """Per step i (angles[i] -> angles[i+1]): the update x' = a x + b (c1 x0 + c2 x0_prev) + sigma z,
+    where x0 is this step's estimate of the clean digit and x0_prev the previous step's.
+
+    DDIM is first order (c1 = 1, c2 = 0); eta > 0 swaps part of its deterministic noise for
+    fresh noise z. DPM-Solver++(2M) (Lu et al. 2022) extrapolates the estimate linearly in
+    log signal-to-noise from the last two steps, so fewer steps reach the same digits; its
+    first step, and the last one (to zero noise, where the log ratio is infinite), are DDIM's.
+    Written with signal = cos(angle) and noise = sin(angle); c1 + c2 = 1 always, so an exact
+    estimate stays exact."""
+    angles = np.maximum(np.asarray(angles, np.float64), 0.0)
+    rows = []
+    log_snr = np.log(np.cos(angles[:-1]) / np.sin(angles[:-1]))  # finite: angles[:-1] >= MIN_ANGLE
+    for i in range(len(angles) - 1):
+        c, s = np.cos(angles[i]), np.sin(angles[i])
+        c_next, s_next = np.cos(angles[i + 1]), np.sin(angles[i + 1])
+        # DDIM's sigma with alpha_bar = cos^2: eta=0 is deterministic, 1 is DDPM-like.
+        sigma = eta * np.sqrt(max(s_next ** 2 / s ** 2 * (1 - c ** 2 / max(c_next ** 2, 1e-12)), 0.0))
+        sigma = min(sigma, s_next)
+        a = np.sqrt(s_next ** 2 - sigma ** 2) / s
+        b = c_next - a * c
+        c2 = 0.0
+        if solver == "dpm++2m" and 0 < i and s_next > 0:
+            h = np.log(c_next / s_next) - log_snr[i]
+            r = (log_snr[i] - log_snr[i - 1]) / h
+            c2 = -1 / (2 * r)
+        rows.append((a, b, 1 - c2, c2, sigma))
+    return np.array(rows, np.float32)
+
+
 class Sampler:
-    """Deterministic-or-not DDIM over the angle schedule, with classifier-free guidance.
+    """DDIM or DPM-Solver++(2M) over the angle schedule, with classifier-free guidance.
 
-    Each step is one compiled call of the network on conditional and unconditional copies
-    of the whole batch together."""
+    Each step is one compiled call: the network on conditional and unconditional copies of
+    the whole batch together (only the conditional one outside the guidance interval), then
+    the solver's update with coefficients worked out beforehand (solver_coefficients)."""
 
-    def __init__(self, network):
+    def __init__(self, network, compiled=True):
         import tensorflow as tf
 
         self.network = network
-        self._step = tf.function(self._denoise_step, reduce_retracing=True)
+        self._step = tf.function(self._denoise_step, reduce_retracing=True) if compiled else self._denoise_step
 
-    def _denoise_step(self, x, labels, angle, next_angle, guidance, eta, fresh_noise):
+    def _denoise_step(self, x, labels, angle, guidance, guided, coefficients, x0_prev, fresh_noise):
         import tensorflow as tf
 
         n = tf.shape(x)[0]
-        angles = tf.fill((2 * n,), angle)
-        both = self.network([tf.concat([x, x], 0), angles,
-                             tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0)], training=False)
-        v_cond, v_uncond = both[:n], both[n:]
-        v = v_uncond + guidance * (v_cond - v_uncond)
-        c, s = tf.cos(angle), tf.sin(angle)
-        x0 = tf.clip_by_value(c * x - s * v, -1.0, 1.0)  # data lives in [-1, 1]
-        eps = (x - c * x0) / s
-        c_next, s_next = tf.cos(next_angle), tf.sin(next_angle)
-        # DDIM's sigma, written with alpha_bar = cos^2: eta=0 is deterministic, 1 is DDPM-like.
-        sigma = eta * tf.sqrt(tf.maximum(s_next ** 2 / s ** 2 * (1 - c ** 2 / tf.maximum(c_next ** 2, 1e-12)), 0.0))
-        sigma = tf.minimum(sigma, s_next)
-        return c_next * x0 + tf.sqrt(s_next ** 2 - sigma ** 2) * eps + sigma * fresh_noise, x0
+        if guided:  # a Python bool: one traced variant each
+            both = self.network([tf.concat([x, x], 0), tf.fill((2 * n,), angle),
+                                 tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0)], training=False)
+            v_cond, v_uncond = both[:n], both[n:]
+            v = v_uncond + guidance * (v_cond - v_uncond)
+        else:
+            v = self.network([x, tf.fill((n,), angle), labels], training=False)
+        x0 = tf.clip_by_value(tf.cos(angle) * x - tf.sin(angle) * v, -1.0, 1.0)  # data lives in [-1, 1]
+        a, b, c1, c2, sigma = tf.unstack(coefficients)
+        return a * x + b * (c1 * x0 + c2 * x0_prev) + sigma * fresh_noise, x0
 
     def __call__(self, labels, seed=SEED, **settings):
         """uint8 digits (N x 28 x 28, 0 = background) of the requested labels."""
         return self.with_steps(labels, seed, keep_steps=False, **settings)[0]
 
-    def with_steps(self, labels, seed=SEED, steps=STEPS, guidance=GUIDANCE, eta=ETA,
-                   batch_size=SAMPLING_BATCH, progress=False, keep_steps=True):
+    def with_steps(self, labels, seed=SEED, steps=STEPS, solver=SOLVER, guidance=GUIDANCE,
+                   guidance_interval=GUIDANCE_INTERVAL, eta=ETA, batch_size=SAMPLING_BATCH, progress=False,
+                   keep_steps=True):
         """(digits, steps): the digits, and uint8 steps x N x 28 x 28 pictures of the clean
-        digit as the network estimated it after each step (empty unless keep_steps)."""
+        digit as the network estimated it at each step (empty unless keep_steps).
+
+        Guidance applies while the noise-to-signal ratio tan(angle) lies in guidance_interval
+        (low, high]; elsewhere the plain conditional prediction is used, which also halves
+        those steps' cost."""
         import keras
         import tensorflow as tf
 
+        if solver not in SOLVERS:
+            raise DataError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
         rng = np.random.default_rng(seed)
-        angles = np.linspace(MAX_ANGLE, 0.0, steps + 1).astype(np.float32)
+        angles = np.maximum(np.linspace(MAX_ANGLE, 0.0, steps + 1), [MIN_ANGLE] * steps + [0.0])
+        coefficients = solver_coefficients(angles, solver, eta)
+        low, high = guidance_interval
+        guided = [guidance != 1 and low < np.tan(angle) <= high for angle in angles[:-1]]
         digits, estimates = [], []
         bar = (keras.utils.Progbar(len(labels) * steps, unit_name="digit-step",
                                    verbose=1 if sys.stdout.isatty() else 2) if progress else None)
@@ -250,13 +291,14 @@ class Sampler:
             batch_labels = tf.constant(labels[start:start + batch_size], tf.int32)
             n = len(batch_labels)
             x = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32))
+            x0 = tf.zeros_like(x)
             batch_estimates = []
             for i in range(steps):
                 noise = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32)
                                     if eta > 0 else np.zeros((n, 28, 28, 1), np.float32))
-                x, x0 = self._step(x, batch_labels, tf.constant(max(angles[i], MIN_ANGLE)),
-                                   tf.constant(angles[i + 1]), tf.constant(guidance, tf.float32),
-                                   tf.constant(eta, tf.float32), noise)
+                x, x0 = self._step(x, batch_labels, tf.constant(angles[i], tf.float32),
+                                   tf.constant(guidance, tf.float32), guided[i],
+                                   tf.constant(coefficients[i]), x0, noise)
                 if keep_steps:
                     batch_estimates.append(analyze.from_signed_unit(x0))
                 if bar:
@@ -326,10 +368,16 @@ def parse_args(argv=None):
         num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
         figures="ddim_generated_<d>.png and diffusion_progress.png",
         dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps; weights/ is never written")
-    parser.add_argument("--steps", type=int, default=STEPS, help="DDIM sampling steps")
+    parser.add_argument("--steps", type=int, default=STEPS, help="sampling steps")
+    parser.add_argument("--solver", choices=SOLVERS, default=SOLVER,
+                        help="ddim (first order) or dpm++2m (second order: fewer steps for the same digits)")
     parser.add_argument("--guidance", type=float, default=GUIDANCE,
-                        help="classifier-free guidance scale (1 = plain conditional)")
-    parser.add_argument("--eta", type=float, default=ETA, help="DDIM eta: 0 deterministic, 1 DDPM-like")
+                        help="classifier-free guidance scale (1 = plain conditional, 0 = unconditional)")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=list(GUIDANCE_INTERVAL),
+                        metavar=("LOW", "HIGH"),
+                        help="guide only at noise-to-signal ratios tan(angle) in (LOW, HIGH]")
+    parser.add_argument("--eta", type=float, default=ETA,
+                        help="DDIM eta: 0 deterministic, 1 DDPM-like (ddim solver only)")
     args = analyze.parse_generator_args(parser, argv)
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
@@ -337,6 +385,10 @@ def parse_args(argv=None):
         parser.error("--guidance must be 0 or more")
     if not 0 <= args.eta <= 1:
         parser.error("--eta must be between 0 and 1")
+    if args.eta > 0 and args.solver != "ddim":
+        parser.error("--eta goes with --solver ddim")
+    if not 0 <= args.guidance_interval[0] < args.guidance_interval[1]:
+        parser.error("--guidance-interval needs 0 <= LOW < HIGH")
     return args
 
 
@@ -353,7 +405,9 @@ def main(argv=None):
 
         sampler = Sampler(model.ema_network)
         analyze.draw_and_save(lambda labels: sampler(labels, args.seed, steps=2 if args.dry_run else args.steps,
-                                                     guidance=args.guidance, eta=args.eta, progress=True),
+                                                     solver=args.solver, guidance=args.guidance,
+                                                     guidance_interval=tuple(args.guidance_interval), eta=args.eta,
+                                                     progress=True),
                               args, "ddim_generated")
 
 

@@ -110,7 +110,7 @@ def run(variant, real_images, steps, every, metrics):
 
     generator, d_step, g_step = make_steps(variant)
     ds = iter(tf.data.Dataset.from_tensor_slices(real_images).shuffle(60000, seed=0).repeat()
-              .batch(BATCH_SIZE).map(lambda x: tf.cast(x, tf.float32)[..., None] / 127.5 - 1))
+              .batch(BATCH_SIZE).map(analyze.to_signed_unit))
     print(f"\n== {variant}")
     print(f"{'step':>6} {'D loss':>7} {'G loss':>7} {'D acc real':>10} {'D acc fake':>10} "
           f"{'(as G sees D) real':>18} {'fake':>6}")
@@ -123,8 +123,7 @@ def run(variant, real_images, steps, every, metrics):
         if step % every == 0:
             m = np.mean(log[-every:], axis=0)
             print(f"{step:>6} {m[0]:>7.3f} {m[1]:>7.3f} {m[2]:>10.1%} {m[3]:>10.1%} {m[4]:>18.1%} {m[5]:>6.1%}")
-    fakes = np.asarray(generator(tf.random.normal((1000, NOISE_DIM)), training=False))[..., 0]
-    images = np.round((fakes + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    images = analyze.from_signed_unit(generator(tf.random.normal((1000, NOISE_DIM)), training=False))
     probabilities = analyze.classify(metrics.classifier, images)
     confident = probabilities.max(1) >= 0.9
     digits_drawn = np.bincount(probabilities.argmax(1)[confident], minlength=10)
@@ -137,7 +136,7 @@ def run(variant, real_images, steps, every, metrics):
 
 def main():
     parser = argparse.ArgumentParser(description="Reproduce and measure the seed GAN's failure.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--steps", type=int, default=600, help="D steps per variant (each with 2 G steps)")
     parser.add_argument("--every", type=int, default=100, help="print averages every this many steps")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)

@@ -171,6 +171,7 @@ def test_missing_and_incompatible_weights_fail_cleanly(tmp_path, tiny_csv):
     (tmp_path / "m.json").write_text(json.dumps({"config": {"arch": "cnn"}}))  # lies about the arch
     result = run_script("analyze_classifier.py", "--weights", tmp_path / "m.weights.h5")
     assert_clean_failure(result, "does not fit", "python train_classifier.py")
+    assert "Warning" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     (tmp_path / "junk.weights.h5").write_text("junk")
     result = run_script("analyze_classifier.py", "--weights", tmp_path / "junk.weights.h5")
     assert_clean_failure(result, "does not fit")

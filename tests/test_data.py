@@ -27,7 +27,7 @@ def test_cache_is_used_and_invalidated_when_the_csv_changes(tmp_path, mnist, mon
 
     calls = []
     real_parse = analyze.parse_digits_csv
-    monkeypatch.setattr(analyze, "parse_digits_csv", lambda p: calls.append(p) or real_parse(p))
+    monkeypatch.setattr(analyze, "parse_digits_csv", lambda *a: calls.append(a[0]) or real_parse(*a))
     second = analyze.load_digits_csv(path)
     assert calls == [], "an unchanged CSV must come from the cache"
     np.testing.assert_array_equal(first[0], second[0])
@@ -129,3 +129,18 @@ def test_keep_previous_copies_weights_and_record(tmp_path):
     assert previous.name == "m.previous.weights.h5" and previous.read_bytes() == b"trained"
     assert analyze.read_record(previous) == {"epochs": 3}
     assert weights.exists()
+
+
+def test_paper_cleanliness_counts_faint_and_grey_pixels_and_tinted_digits():
+    clean = np.zeros((4, 28, 28), np.uint8)
+    clean[:, 10:18, 10:18] = 255
+    assert analyze.paper_cleanliness(clean) == {"zero_pixels": 1 - 64 / 784, "faint_pixels": 0.0,
+                                                "grey_pixels": 0.0, "tinted_digits": 0.0}
+    hazy = clean.copy()
+    hazy[0][clean[0] == 0] = 2          # an invisible haze: faint, not tinted
+    hazy[1, :3, :20] = 10               # 60 grey pixels: tinted
+    hazy[2, :2, :28] = 29               # 56 grey pixels: not yet tinted
+    score = analyze.paper_cleanliness(hazy)
+    assert score["faint_pixels"] == (784 - 64) / (4 * 784)
+    assert score["grey_pixels"] == (60 + 56) / (4 * 784)
+    assert score["tinted_digits"] == 0.25

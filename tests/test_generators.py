@@ -210,46 +210,71 @@ class StandIn:
     """A 'network' that knows the clean digit: one for labelled calls, another for the null label."""
 
     def __init__(self, conditional_clean, unconditional_clean):
-        self.clean = {False: conditional_clean, True: unconditional_clean}
+        self.conditional, self.unconditional = conditional_clean, unconditional_clean
+        self.calls = []
 
     def __call__(self, inputs, training=False):
         x, angle, labels = (np.asarray(t) for t in inputs)
         null = labels == train_diffusion.NULL_LABEL
-        n = len(x) // 2
-        out = np.empty_like(x)
-        for is_null in (False, True):
-            rows = null == is_null
-            clean = np.concatenate([self.clean[is_null]] * 2)[rows]
-            out[rows] = oracle_v(x[rows], angle[rows], clean)
-        assert null[n:].all() and not null[:n].any()  # conditional first, then unconditional
-        return out
+        copies = len(x) // len(self.conditional)  # 2 when guided: conditional rows, then unconditional
+        self.calls.append(copies)
+        assert not null[:len(self.conditional)].any() and null[len(self.conditional):].all()
+        clean = np.where(null[:, None, None, None], np.concatenate([self.unconditional] * copies),
+                         np.concatenate([self.conditional] * copies))
+        return oracle_v(x, angle, clean)
 
 
-def sampler_with(network):
-    sampler = train_diffusion.Sampler.__new__(train_diffusion.Sampler)
-    sampler.network = network
-    sampler._step = lambda *args: tuple(np.asarray(t) for t in sampler._denoise_step(*args))
-    return sampler
+def signed(digits):
+    return np.asarray(analyze.to_signed_unit(digits))
 
 
-def test_ddim_with_an_exact_network_recovers_the_clean_digit(mnist):
+def close(a, b):
+    return np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("solver", train_diffusion.SOLVERS)
+def test_sampler_with_an_exact_network_recovers_the_clean_digit(mnist, solver):
     digits = mnist["x_test"][:4]
-    clean = np.asarray(analyze.to_signed_unit(digits))
-    sampler = sampler_with(StandIn(clean, clean))
+    sampler = train_diffusion.Sampler(StandIn(signed(digits), signed(digits)), compiled=False)
     for steps in (1, 5, 20):
-        out = sampler(np.array([7, 2, 1, 0], np.int32), seed=3, steps=steps)
-        assert np.abs(out.astype(int) - digits.astype(int)).max() <= 1, steps
+        out, estimates = sampler.with_steps(np.array([7, 2, 1, 0], np.int32), seed=3, steps=steps, solver=solver)
+        assert close(out, digits), steps
+        assert estimates.shape == (steps, 4, 28, 28)
+
+
+def test_solver_coefficients_keep_an_exact_estimate_exact():
+    angles = np.maximum(np.linspace(train_diffusion.MAX_ANGLE, 0, 11), [train_diffusion.MIN_ANGLE] * 10 + [0])
+    for solver in train_diffusion.SOLVERS:
+        table = train_diffusion.solver_coefficients(angles, solver)
+        a, b, c1, c2, sigma = table.T
+        np.testing.assert_allclose(c1 + c2, 1, atol=1e-6)
+        # From x = cos x0 + sin z, one step lands on cos' x0 + sin' z, whatever the solver.
+        np.testing.assert_allclose(a * np.sin(angles[:-1]), np.sin(angles[1:]), atol=1e-6)
+        np.testing.assert_allclose(a * np.cos(angles[:-1]) + b, np.cos(angles[1:]), atol=1e-6)
+        assert (sigma == 0).all()
+    ddim, dpm = (train_diffusion.solver_coefficients(angles, s) for s in train_diffusion.SOLVERS)
+    assert (ddim[:, 3] == 0).all() and (dpm[2:-1, 3] < 0).all()  # DPM-Solver++ uses the previous estimate
+    assert dpm[0, 3] == 0 and dpm[-1, 3] == 0                     # ...except first and last
+    noisy = train_diffusion.solver_coefficients(angles, "ddim", eta=1.0)
+    assert (noisy[:-1, 4] > 0).all() and noisy[-1, 4] == 0
 
 
 def test_guidance_zero_is_unconditional_and_one_is_conditional(mnist):
     conditional, unconditional = mnist["x_test"][:2], mnist["x_test"][2:4]
-    sampler = sampler_with(StandIn(np.asarray(analyze.to_signed_unit(conditional)),
-                                   np.asarray(analyze.to_signed_unit(unconditional))))
+    network = StandIn(signed(conditional), signed(unconditional))
+    sampler = train_diffusion.Sampler(network, compiled=False)
     labels = np.array([7, 2], np.int32)
     for guidance, expected in ((1.0, conditional), (0.0, unconditional)):
-        out = sampler(labels, seed=1, steps=10, guidance=guidance)
-        assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1, guidance
+        assert close(sampler(labels, seed=1, steps=10, guidance=guidance), expected), guidance
     # In between, the guided estimate lies between the two answers.
     halfway = sampler(labels, seed=1, steps=1, guidance=0.5).astype(int)
     low, high = np.minimum(conditional, unconditional), np.maximum(conditional, unconditional)
     assert ((halfway >= low.astype(int) - 1) & (halfway <= high.astype(int) + 1)).all()
+    # Guidance 1 needs no unconditional pass; outside the interval, guidance is not applied.
+    network.calls.clear()
+    sampler(labels, seed=1, steps=4, guidance=1.0)
+    assert network.calls == [1] * 4
+    network.calls.clear()
+    out = sampler(labels, seed=1, steps=4, guidance=0.0, guidance_interval=(100.0, np.inf))
+    assert network.calls == [2, 1, 1, 1]  # only the first step (tan(90°) = inf) is in the interval
+    assert close(out, conditional)  # the last estimate was unguided

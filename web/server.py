@@ -297,12 +297,17 @@ class Models:
                 "limits": {"default_count": DEFAULT_COUNT, "max_count": MAX_COUNT, "max_seed": MAX_SEED,
                            "max_body_bytes": MAX_BODY_BYTES, "max_picture_pixels": MAX_PICTURE_PIXELS}}
 
-    def wait_idle(self, timeout):
+    def wait_idle(self, timeout, log=print):
         """Take every model's lock (waiting up to `timeout` s in all), so no TensorFlow call is
         in flight when the interpreter exits."""
         deadline = time.monotonic() + timeout
+        told = False
         for lock in [self.classifier_lock] + [g.lock for g in self.generators.values()]:
-            lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            if not lock.acquire(blocking=False):
+                if not told:
+                    log("finishing the generation in progress (Ctrl-C again to stop at once)")
+                    told = True
+                lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
 
 
 # =========================================================================================
@@ -415,6 +420,10 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "mnist_models"
     sys_version = ""
     timeout = REQUEST_TIMEOUT_S
+    # Headers and body go out as two writes; with Nagle's algorithm the second one waits for
+    # the client's delayed ACK (40 ms on Linux) on a keep-alive connection.
+    disable_nagle_algorithm = True
+    linger = False  # set when a body is refused unread (see drain)
 
     def do_GET(self):
         self.route()
@@ -430,6 +439,8 @@ class Handler(BaseHTTPRequestHandler):
         except HttpError as exc:
             status = exc.status
             self.send_json(exc.status, {"error": exc.message}, exc.headers)
+            if self.linger:
+                self.drain()
         except (ConnectionError, TimeoutError):
             self.close_connection = True
             return
@@ -482,6 +493,39 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(HTTPStatus.OK, payload)
         return HTTPStatus.OK
 
+    @staticmethod
+    def too_large(length):
+        return HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                         f"the request body is {length:,} bytes; the limit is {MAX_BODY_BYTES:,}")
+
+    def handle_expect_100(self):
+        """curl asks before sending a large body: refuse a too-large one before it is sent."""
+        length = self.headers.get("Content-Length", "")
+        if length.strip().isdigit() and int(length) > MAX_BODY_BYTES:
+            self.close_connection = True
+            error = self.too_large(int(length))
+            self.send_json(error.status, {"error": error.message})
+            self.server.app.log(f"{self.command} {self.path[:100]} {int(error.status)} (refused before sending)")
+            return False
+        return super().handle_expect_100()
+
+    def drain(self):
+        """After refusing a body unread, take in (and drop) what the client is still sending,
+        for a few seconds at most: a client that sends its whole body before reading the
+        answer then reads the 413 instead of finding the connection reset."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(1)
+            received, deadline = 0, time.monotonic() + 3
+            while received < 4 * MAX_BODY_BYTES and time.monotonic() < deadline:
+                chunk = self.connection.recv(1 << 16)
+                if not chunk:
+                    break
+                received += len(chunk)
+        except OSError:
+            pass
+
     def read_json(self):
         """The request body as a JSON object, within the size limit."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -497,8 +541,8 @@ class Handler(BaseHTTPRequestHandler):
         length = int(length)
         if length > MAX_BODY_BYTES:
             self.close_connection = True  # the body is never read: the connection cannot be reused
-            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                            f"the request body is {length:,} bytes; the limit is {MAX_BODY_BYTES:,}")
+            self.linger = True
+            raise self.too_large(length)
         data = self.rfile.read(length)
         if len(data) < length:
             self.close_connection = True
@@ -546,8 +590,11 @@ class Handler(BaseHTTPRequestHandler):
         self.server.app.log(f"{getattr(self, 'command', None) or '-'} {getattr(self, 'path', '')[:100]} "
                             f"{code} ({message or short})")
         if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
-            return
+            self.request_version = "HTTP/1.0"  # answer an unparsable request line with a status line all the same
         self.send_json(code, {"error": message or short})
+
+    def version_string(self):
+        return self.server_version
 
     def log_request(self, code="-", size="-"):
         pass  # route() logs one line per request, with its time
@@ -618,8 +665,16 @@ def start(host="127.0.0.1", port=0, models=None, quiet=True):
 
 def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
           classifier_weights=analyze.CLASSIFIER_WEIGHTS):
-    """Load the models and answer until Ctrl-C (`python analyze.py --serve`)."""
-    server = bind(host, port)  # first: a busy port fails at once, not after loading the models
+    """Load the models and answer until Ctrl-C (`python analyze.py --serve`).
+
+    Like every script, it ends with one `error: ...` line on bad input (a busy port, a host
+    it cannot listen on), here through analyze.fail itself: run as `python analyze.py`,
+    analyze is loaded twice (as __main__ and as analyze), so a DataError raised here would
+    not be the class analyze.py's main() catches."""
+    try:
+        server = bind(host, port)  # first: a busy port fails at once, not after loading the models
+    except DataError as exc:
+        analyze.fail(exc)
     try:
         if not server.app.loopback_only:
             print(f"warning: listening on {host}: any machine that can reach this one can use the page "
@@ -636,6 +691,6 @@ def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
         server.server_close()
         if server.app.models is not None:
             try:
-                server.app.models.wait_idle(SHUTDOWN_WAIT_S)
+                server.app.models.wait_idle(SHUTDOWN_WAIT_S, log=lambda line: print(line, flush=True))
             except KeyboardInterrupt:
                 pass

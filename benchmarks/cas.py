@@ -1,0 +1,114 @@
+"""Classification Accuracy Score (Ravuri & Vinyals 2019): how well a classifier trained only on
+generated digits reads real ones.
+
+    python benchmarks/cas.py                     # 2,000 per digit from each shipped generator
+    python benchmarks/cas.py --models GAN --per-digit 500
+    python benchmarks/cas.py --quick             # a smoke test: 20 per digit, 1 epoch
+
+For each shipped generator it draws --per-digit digits of each class (seed --seed), trains the
+project's CNN (train_classifier.build_classifier, its optimizer and schedule) on them alone,
+and tests it on the 10,000 real MNIST test digits. The reference is the same CNN, trained the
+same way on the same number of real training digits. A generator whose digits look real and
+vary as real ones do scores close to the reference. The table is printed, and with
+--save each generator's record gets its row under metrics.cas.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import analyze  # noqa: E402
+
+# -- training (the same for every training set) --------------------------------------------
+PER_DIGIT = 2000
+EPOCHS = 10
+BATCH_SIZE = 128
+SEED = 0
+
+
+def train_and_test(images, labels, test_images, test_labels, epochs, augment, seed):
+    """Test accuracy of a fresh CNN trained on (images, labels) with the project's recipe."""
+    import keras
+
+    import train_classifier
+
+    keras.utils.set_random_seed(seed)
+    model = train_classifier.build_classifier("cnn")
+    batches = train_classifier.make_dataset(images, labels, BATCH_SIZE, True, augment, seed)
+    train_classifier.compile_classifier(model, "cnn", len(batches) * epochs)
+    model.fit(batches, epochs=epochs, verbose=2)
+    return analyze.accuracy(test_labels, analyze.classify(model, test_images).argmax(1))
+
+
+def real_subset(images, labels, per_digit, seed):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    picks = np.concatenate([rng.choice(np.flatnonzero(labels == d), per_digit, replace=False)
+                            for d in range(analyze.NUM_CLASSES)])
+    return images[picks], labels[picks]
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Classification Accuracy Score of the shipped generators.",
+                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--per-digit", type=int, default=PER_DIGIT, help="training digits per class and set")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="CNN training epochs, every set alike")
+    parser.add_argument("--augment", action="store_true",
+                        help="train with the classifier's augmentation (off: the digits alone are judged)")
+    parser.add_argument("--models", nargs="+", help="only these generators (MODEL_NAME; default: all shipped)")
+    parser.add_argument("--seed", type=int, default=SEED, help="random seed for sampling and training")
+    parser.add_argument("--save", action="store_true", help="store each generator's row in its weights record")
+    parser.add_argument("--quick", action="store_true", help="20 per digit and 1 epoch: checks the plumbing")
+    args = parser.parse_args()
+    if args.quick:
+        args.per_digit, args.epochs = 20, 1
+    if args.per_digit < 1 or args.epochs < 1:
+        analyze.fail("--per-digit and --epochs must be at least 1")
+
+    try:
+        analyze.set_seed(args.seed)
+        train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
+        test_images, test_labels = analyze.load_digits_csv(analyze.TEST_CSV)
+        generators = [m for m in analyze.generator_modules(only_trained=True)
+                      if not args.models or m.MODEL_NAME in args.models]
+        if not generators:
+            analyze.fail("no shipped generator matches; train one (train_diffusion.py, train_gan.py)")
+        rows = []
+        images, labels = real_subset(train_images, train_labels, args.per_digit, args.seed)
+        rows.append(("real training digits", None,
+                     train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment, args.seed)))
+        for module in generators:
+            labels = analyze.requested_labels(None, args.per_digit)
+            start = time.perf_counter()
+            images = module.load_sampler()(labels, args.seed)
+            print(f"{module.MODEL_NAME}: drew {len(images):,} digits in {time.perf_counter() - start:.0f} s")
+            rows.append((module.MODEL_NAME, module,
+                         train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment,
+                                        args.seed)))
+    except analyze.DataError as exc:
+        analyze.fail(exc)
+
+    reference = rows[0][2]
+    print(f"\nCNN trained on {args.per_digit * analyze.NUM_CLASSES:,} digits ({args.per_digit} per digit), "
+          f"{args.epochs} epochs{', augmented' if args.augment else ''}, seed {args.seed}; "
+          f"tested on {len(test_labels):,} real test digits")
+    print("| trained on | test accuracy (CAS) | vs real |")
+    print("|---|---|---|")
+    for name, module, acc in rows:
+        print(f"| {name} | {acc:.2%} | {100 * (acc - reference):+.2f} points |")
+        if args.save and module is not None:
+            weights = analyze.WEIGHTS_DIR / module.WEIGHT_FILES[0]
+            record = analyze.read_record(weights) or {}
+            record.setdefault("metrics", {})["cas"] = {
+                "accuracy": round(acc, 5), "real_reference": round(reference, 5), "per_digit": args.per_digit,
+                "epochs": args.epochs, "augment": args.augment, "seed": args.seed,
+                "measured_by": analyze.command_line(), "hardware": analyze.hardware_summary(),
+                "date": time.strftime("%Y-%m-%d")}
+            analyze.write_json_atomic(record, analyze.record_path(weights))
+
+
+if __name__ == "__main__":
+    main()

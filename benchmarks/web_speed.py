@@ -1,0 +1,217 @@
+"""How fast the web page's API answers (web/server.py), measured over HTTP on this machine.
+
+    python benchmarks/web_speed.py                          # starts the server, measures, stops it
+    python benchmarks/web_speed.py --url http://127.0.0.1:8000/   # a server already running
+
+It starts `python analyze.py --serve --port 0` (a free port on 127.0.0.1), waits until the
+models are loaded and warmed up, and makes the page's requests from one keep-alive
+connection, timing each round trip: reading a drawn digit (a 280x280 PNG as the page's pad
+sends it), 16 GAN digits, and 16 diffusion digits with their denoising steps. Then a
+bounded load run: 8 threads each send 50 reads at once. It prints a markdown table with
+the targets (p95 round trip: reading <= 50 ms, 16 GAN digits <= 100 ms, 16 diffusion
+digits <= 2 s; the load run without errors) and names any training job that shared the CPU.
+"""
+
+import argparse
+import http.client
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import analyze  # noqa: E402
+from web import server as web_server  # noqa: E402  (stdlib and numpy only: no TensorFlow here)
+
+TARGETS_S = {"read": 0.050, "gan": 0.100, "diffusion": 2.0}
+
+
+class Client:
+    """One keep-alive connection, as a browser tab holds one."""
+
+    def __init__(self, host, port):
+        self.connection = http.client.HTTPConnection(host, port, timeout=120)
+
+    def post(self, path, body):
+        data = json.dumps(body).encode()
+        start = time.perf_counter()
+        self.connection.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        payload = response.read()
+        seconds = time.perf_counter() - start
+        if response.status != 200:
+            raise RuntimeError(f"{path}: HTTP {response.status}: {payload[:200]!r}")
+        return seconds, json.loads(payload), len(payload)
+
+    def close(self):
+        self.connection.close()
+
+
+def drawn_digits(count=20):
+    """MNIST test digits as the pad draws them: 280x280, black ink on white, as PNG data URLs."""
+    with np.load(analyze.BUNDLE) as bundle:
+        digits, labels = bundle["x_test"][:count], bundle["y_test"][:count]
+    return [web_server.png_data_url(255 - np.kron(d, np.ones((10, 10), np.uint8))) for d in digits], labels
+
+
+def timed(client, path, bodies, repeats, warm_up):
+    for i in range(warm_up):
+        client.post(path, bodies[i % len(bodies)])
+    results = [client.post(path, bodies[i % len(bodies)]) for i in range(repeats)]
+    return np.array([r[0] for r in results]), results
+
+
+def summary(seconds):
+    return {"n": len(seconds), "median": float(np.median(seconds)), "p95": float(np.percentile(seconds, 95)),
+            "max": float(seconds.max())}
+
+
+def load_run(host, port, body, threads, per_thread):
+    """threads x per_thread reads at once, each thread on its own connection; errors counted."""
+    errors, times = [], []
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads)
+
+    def worker(_):
+        client = Client(host, port)
+        barrier.wait()
+        for _ in range(per_thread):
+            try:
+                seconds, data, _ = client.post("/api/classify", body)
+                ok = data.get("digit") is not None
+            except Exception as exc:  # counted, not raised: the run reports every failure
+                with lock:
+                    errors.append(repr(exc))
+                client.close()
+                client = Client(host, port)
+                continue
+            with lock:
+                times.append(seconds)
+                if not ok:
+                    errors.append("no digit in the answer")
+        client.close()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(worker, range(threads)))
+    return time.perf_counter() - start, np.array(times), errors
+
+
+def training_jobs():
+    """The project's scripts (training, tests) running beside the benchmark: they share the CPU."""
+    try:
+        listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    jobs = set()
+    for line in listing.splitlines():
+        found = re.search(r"((train_\w+|analyze\w*)\.py( --?[\w-]+)*|pytest)", line)
+        if found and "--serve" not in line and "web_speed" not in line:
+            jobs.add(found.group(1).strip())
+    return jobs
+
+
+def start_server():
+    """`python analyze.py --serve --port 0`; returns (process, url, log file)."""
+    log = tempfile.NamedTemporaryFile("w+", prefix="web-speed-", suffix=".log")
+    process = subprocess.Popen([sys.executable, "analyze.py", "--serve", "--port", "0"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=log, text=True)
+    started = time.perf_counter()
+    for line in process.stdout:
+        print("  server: " + line.rstrip())
+        found = re.search(r"open (http://\S+)", line)
+        if found:
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+            return process, found.group(1), log, time.perf_counter() - started
+    log.seek(0)
+    raise SystemExit(f"the server did not start:\n{log.read()[-2000:]}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="measure a server already running here instead of starting one")
+    parser.add_argument("--reads", type=int, default=200, help="timed reads of a drawn digit")
+    parser.add_argument("--gan", type=int, default=50, help="timed requests for 16 GAN digits")
+    parser.add_argument("--diffusion", type=int, default=10, help="timed requests for 16 diffusion digits")
+    parser.add_argument("--threads", type=int, default=8, help="load run: threads")
+    parser.add_argument("--per-thread", type=int, default=50, help="load run: reads per thread")
+    args = parser.parse_args()
+
+    process, startup = None, None
+    sharing = training_jobs()
+    if args.url:
+        url = args.url
+    else:
+        print("starting python analyze.py --serve --port 0")
+        process, url, log, startup = start_server()
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit("this benchmark only measures a server on this machine (127.0.0.1)")
+    try:
+        client = Client(host, port)
+        images, labels = drawn_digits()
+        reads = [{"image": image, "name": "drawing"} for image in images]
+        read_s, read_results = timed(client, "/api/classify", reads, args.reads, warm_up=20)
+        correct = np.mean([r[1]["digit"] == labels[i % len(labels)] for i, r in enumerate(read_results)])
+        gan_s, gan_results = timed(client, "/api/generate", [{"model": "gan", "digit": d, "count": 16, "seed": d}
+                                                              for d in range(10)], args.gan, warm_up=3)
+        diffusion_s, diffusion_results = timed(
+            client, "/api/generate", [{"model": "diffusion", "digit": d, "count": 16, "seed": d} for d in range(10)],
+            args.diffusion, warm_up=1)
+        client.close()
+        load_seconds, load_times, errors = load_run(host, port, reads[0], args.threads, args.per_thread)
+        sharing = sorted(sharing | training_jobs())
+    finally:
+        if process is not None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+
+    def ms(seconds):
+        return f"{1000 * seconds:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+    rows = [("read a drawn digit (POST /api/classify, 280x280 PNG)", "read", summary(read_s), read_results),
+            ("16 GAN digits (POST /api/generate)", "gan", summary(gan_s), gan_results),
+            ("16 diffusion digits + 20 denoising steps (POST /api/generate)", "diffusion", summary(diffusion_s),
+             diffusion_results)]
+    print()
+    print("| request | n | median | p95 | max | target (p95) | answer size |")
+    print("|---|---|---|---|---|---|---|")
+    for name, key, stats, results in rows:
+        met = "met" if stats["p95"] <= TARGETS_S[key] else "MISSED"
+        size = np.median([r[2] for r in results])
+        size = f"{size / 1024:.0f} KB" if size >= 10240 else f"{size / 1024:.1f} KB"
+        print(f"| {name} | {stats['n']} | {ms(stats['median'])} | {ms(stats['p95'])} | {ms(stats['max'])} "
+              f"| ≤ {ms(TARGETS_S[key])}: {met} | {size} |")
+    n_load = args.threads * args.per_thread
+    load = summary(load_times) if len(load_times) else {"median": float("nan"), "p95": float("nan"),
+                                                        "max": float("nan")}
+    print(f"| load: {args.threads} threads × {args.per_thread} reads at once | {n_load} | {ms(load['median'])} "
+          f"| {ms(load['p95'])} | {ms(load['max'])} | 0 errors: {'met' if not errors else 'MISSED'} "
+          f"({len(errors)} errors) | {len(load_times) / load_seconds:.0f} reads/s |")
+    print()
+    print(f"drawn digits read correctly: {correct:.0%} of {len(read_results)}")
+    if startup is not None:
+        print(f"server start-up (TensorFlow, three models, warm-up): {startup:.1f} s")
+    if errors:
+        print("load-run errors (first 5): " + "; ".join(errors[:5]))
+    if sharing:
+        print("the CPU was shared with: " + ", ".join(f"`{job}`" for job in sharing))
+    else:
+        print("nothing else of the project's was running: the CPU was the server's and this client's")
+    if errors:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""The web page's server (`python analyze.py --serve`, web/server.py) over real HTTP: reading
+drawn and uploaded digits as analyze_classifier.py does, generating the digits the scripts'
+command lines draw, refusing bad requests without falling over, serving only its own files,
+and starting and stopping as a command should."""
+
+import base64
+import http.client
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import analyze
+import analyze_classifier
+from conftest import ROOT, assert_clean_failure, run_script
+from web import server
+
+SAMPLES = sorted((analyze.DATASET_DIR / "samples").iterdir())
+
+
+@pytest.fixture(scope="module")
+def web():
+    """The server with the shipped models, answering on a free port of 127.0.0.1."""
+    app = server.start(models=server.Models.load(log=lambda line: None))
+    yield app
+    app.shutdown()
+    app.server_close()
+
+
+def call(web, method, path, body=None, headers=None):
+    """(status, headers, parsed JSON or raw bytes) of one request."""
+    connection = http.client.HTTPConnection("127.0.0.1", web.port, timeout=60)
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    headers = {"Content-Type": "application/json", **(headers or {})} if body is not None else (headers or {})
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    if response.getheader("Content-Type", "").startswith("application/json"):
+        data = json.loads(data)
+    return response.status, response, data
+
+
+def post(web, path, body, **kwargs):
+    return call(web, "POST", path, body, **kwargs)
+
+
+def raw(web, request_bytes):
+    """Send bytes as they are (malformed requests) and parse the answer."""
+    with socket.create_connection(("127.0.0.1", web.port), timeout=30) as sock:
+        sock.sendall(request_bytes)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        data = response.read()
+    return response.status, json.loads(data) if data else None
+
+
+def png_url(pixels):
+    return server.png_data_url(np.asarray(pixels, np.uint8))
+
+
+def decode_png_url(url):
+    import tensorflow as tf
+
+    assert url.startswith("data:image/png;base64,")
+    return tf.io.decode_png(base64.b64decode(url.split(",", 1)[1])).numpy()[..., 0]
+
+
+def drawn(digit_image):
+    """An MNIST digit as the page's pad sends it: 280x280, black ink on white."""
+    return 255 - np.kron(digit_image, np.ones((10, 10), np.uint8))
+
+
+@pytest.fixture(scope="module")
+def seven_url(mnist):
+    index = int(np.flatnonzero(mnist["y_test"] == 7)[0])
+    return png_url(drawn(mnist["x_test"][index]))
+
+
+def assert_error(status, data, expected_status, fragment=""):
+    assert status == expected_status, (status, data)
+    assert isinstance(data, dict) and set(data) == {"error"}, data
+    assert fragment in data["error"], (fragment, data)
+    assert "Traceback" not in data["error"] and "\n" not in data["error"]
+
+
+# -- the page -----------------------------------------------------------------------------
+
+def test_page_and_its_files_load(web):
+    status, response, page = call(web, "GET", "/")
+    assert status == 200 and response.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert "default-src 'none'" in response.getheader("Content-Security-Policy")
+    text = page.decode()
+    assert '<canvas id="pad"' in text and 'href="/style.css"' in text and 'src="/app.js"' in text
+    for path, kind in (("/style.css", "text/css"), ("/app.js", "text/javascript"),
+                       ("/favicon.svg", "image/svg+xml"), ("/index.html", "text/html")):
+        status, response, body = call(web, "GET", path)
+        assert status == 200 and response.getheader("Content-Type").startswith(kind) and body
+        # Works offline: nothing is loaded from another site.
+        assert not re.search(rb"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", body), path
+    status, response, body = call(web, "HEAD", "/")
+    assert status == 200 and body == b"" and int(response.getheader("Content-Length")) == len(page)
+
+
+@pytest.mark.parametrize("path", [
+    "/../analyze.py", "/web/../analyze.py", "/%2e%2e/analyze.py", "/%2e%2e%2fanalyze.py",
+    "/web/%2e%2e/analyze.py", "/..%2fanalyze.py", "/static/../../../../etc/passwd", "//etc/passwd",
+    "/app.js/../../analyze.py", "/analyze.py", "/web/server.py", "/server.py", "/web/index.html",
+    "/README_section.md", "/.git/config", "/api/../analyze.py", "/%00", "/api", "/api/",
+])
+def test_nothing_else_can_be_read(web, path):
+    status, _, data = call(web, "GET", path)
+    assert_error(status, data, 404)
+
+
+def test_models_says_what_loaded(web):
+    status, _, data = call(web, "GET", "/api/models")
+    assert status == 200
+    assert data["classifier"] == {"ready": True, "name": "CNN", "error": None}
+    generators = {g["key"]: g for g in data["generators"]}
+    assert generators["diffusion"]["ready"] and generators["diffusion"]["steps"] == 20
+    assert generators["gan"]["ready"] and generators["gan"]["steps"] == 1
+    assert generators["gan"]["default_seed"] == 42 and generators["diffusion"]["default_seed"] == 42
+    assert data["limits"]["max_count"] == server.MAX_COUNT
+
+
+# -- reading digits -----------------------------------------------------------------------
+
+def test_a_drawn_seven_is_read_as_7(web, seven_url):
+    status, _, data = post(web, "/api/classify", {"image": seven_url, "name": "drawing"})
+    assert status == 200, data
+    assert data["digit"] == 7 and data["confidence"] > 0.5
+    assert len(data["probabilities"]) == 10 and abs(sum(data["probabilities"]) - 1) < 1e-3
+    # What it saw is exactly analyze_classifier's conversion of the same bytes.
+    png = base64.b64decode(seven_url.split(",", 1)[1])
+    expected = analyze_classifier.to_mnist_digit(analyze_classifier.decode_grey_image(png))
+    np.testing.assert_array_equal(decode_png_url(data["seen"]), expected)
+    # Plain base64 (no data: prefix) is read the same way.
+    status, _, bare = post(web, "/api/classify", {"image": seven_url.split(",", 1)[1]})
+    assert status == 200 and bare["probabilities"] == data["probabilities"]
+
+
+def test_uploaded_pictures_get_the_scripts_answer(web):
+    """Each sample picture: the digit and confidence `analyze_classifier.py --image` gives
+    (its load_picture and analyze.classify, run here on the same files)."""
+    digits = np.stack([analyze_classifier.load_picture(path) for path in SAMPLES])
+    expected = analyze.classify(web.app.models.classifier, digits)
+    for path, probabilities in zip(SAMPLES, expected):
+        url = f"data:image/{path.suffix[1:]};base64," + base64.b64encode(path.read_bytes()).decode()
+        status, _, data = post(web, "/api/classify", {"image": url, "name": path.name})
+        assert status == 200, data
+        assert data["digit"] == int(probabilities.argmax()), path.name
+        assert abs(data["confidence"] - probabilities.max()) < 1e-4, path.name
+
+
+def test_a_blank_picture_is_no_digit_rather_than_a_guess(web):
+    status, _, data = post(web, "/api/classify", {"image": png_url(np.full((280, 280), 255)), "name": "drawing"})
+    assert status == 200
+    assert data["digit"] is None and data["probabilities"] is None
+    assert data["message"] == "drawing: no digit found (the picture is blank)"
+
+
+# -- generating digits --------------------------------------------------------------------
+
+def sampled(web, key, digit, count, seed):
+    """The same model's sampler called directly, as the scripts call it."""
+    generator = web.app.models.generators[key]
+    with generator.lock:
+        return generator.sampler(analyze.requested_labels(digit, count), seed)
+
+
+def test_sixteen_gan_threes(web):
+    status, _, data = post(web, "/api/generate", {"model": "gan", "digit": 3})
+    assert status == 200, data
+    assert (data["count"], data["seed"], data["num_steps"], data["steps"]) == (16, 42, 1, None)
+    digits = decode_png_url(data["digits"])
+    assert digits.shape == (28, 16 * 28)
+    reads = [r["digit"] for r in data["read"]]
+    assert len(reads) == 16 and reads.count(3) >= 14, reads
+    assert data["command"] == "python train_gan.py --generate --digit 3 --seed 42 --num-per-digit 16"
+    expected = sampled(web, "gan", 3, 16, 42)
+    np.testing.assert_array_equal(digits, server.sheet(expected[None]))
+
+
+def test_gan_digits_are_the_command_lines(web, tmp_path):
+    status, _, data = post(web, "/api/generate", {"model": "GAN", "digit": 5, "count": 4, "seed": 7})
+    assert status == 200, data
+    result = run_script("train_gan.py", "--generate", "--digit", "5", "--seed", "7", "--num-per-digit", "4",
+                        "--output", tmp_path / "gan.npz", "--figures-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert data["command"] == "python train_gan.py --generate --digit 5 --seed 7 --num-per-digit 4"
+    with np.load(tmp_path / "gan.npz") as archive:
+        np.testing.assert_array_equal(decode_png_url(data["digits"]), server.sheet(archive["images"][None]))
+
+
+def test_diffusion_answers_with_its_denoising_steps(web):
+    status, _, data = post(web, "/api/generate", {"model": "diffusion", "digit": 8, "count": 2, "seed": 5})
+    assert status == 200, data
+    assert data["num_steps"] == 20
+    assert data["command"] == "python train_diffusion.py --generate --digit 8 --seed 5 --num-per-digit 2"
+    digits, steps = decode_png_url(data["digits"]), decode_png_url(data["steps"])
+    assert digits.shape == (28, 56) and steps.shape == (20 * 28, 56)
+    np.testing.assert_array_equal(steps[-28:], digits)  # the last estimate is the digit
+    assert np.abs(steps[:28].astype(int) - digits).mean() > 5  # the first one is still a blur
+    np.testing.assert_array_equal(digits, server.sheet(sampled(web, "diffusion", 8, 2, 5)[None]))
+
+
+def test_same_seed_same_digits(web):
+    def digits(seed):
+        status, _, data = post(web, "/api/generate", {"model": "gan", "digit": 1, "count": 6, "seed": seed})
+        assert status == 200, data
+        return data["digits"]
+
+    first = digits(11)
+    assert digits(11) == first
+    assert digits(12) != first
+
+
+def test_concurrent_requests_are_answered_correctly(web, seven_url):
+    expected_gan = {seed: post(web, "/api/generate", {"model": "gan", "digit": 4, "count": 8, "seed": seed})[2]["digits"]
+                    for seed in (1, 2)}
+
+    def job(i):
+        if i % 3 == 0:
+            seed = 1 + i % 2
+            status, _, data = post(web, "/api/generate", {"model": "gan", "digit": 4, "count": 8, "seed": seed})
+            return status == 200 and data["digits"] == expected_gan[seed]
+        if i % 3 == 1:
+            status, _, data = post(web, "/api/classify", {"image": seven_url})
+            return status == 200 and data["digit"] == 7
+        status, _, data = call(web, "GET", "/api/models")
+        return status == 200 and data["classifier"]["ready"]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(job, range(36)))
+
+
+# -- bad requests -------------------------------------------------------------------------
+
+def huge_png():
+    png = bytearray(server.encode_png(np.zeros((2, 2), np.uint8)))
+    png[16:24] = (100_000).to_bytes(4, "big") * 2  # claims 100000 x 100000 pixels
+    return "data:image/png;base64," + base64.b64encode(bytes(png)).decode()
+
+
+GAN3 = {"model": "gan", "digit": 3}
+BAD_BODIES = [
+    ("/api/generate", "not json", "not valid JSON"),
+    ("/api/generate", "", "not valid JSON"),
+    ("/api/generate", "[1, 2]", "a JSON object"),
+    ("/api/generate", b"\xff\xfe{}", "not UTF-8"),
+    ("/api/generate", "[" * 100_000, "nested too deeply"),
+    ("/api/generate", '{"model": "gan", "digit": NaN}', '"digit" must be an integer'),
+    ("/api/generate", '{"model": "gan", "digit": ' + "9" * 5000 + "}", "not valid JSON"),
+    ("/api/generate", {"model": "gan", "digit": "3"}, '"digit" must be an integer 0-9, got "3"'),
+    ("/api/generate", {"model": "gan", "digit": True}, '"digit" must be an integer'),
+    ("/api/generate", {"model": "gan", "digit": 3.0}, '"digit" must be an integer'),
+    ("/api/generate", {"model": "gan", "digit": 10}, '"digit" must be 0-9'),
+    ("/api/generate", {"model": "gan", "digit": -1}, '"digit" must be 0-9'),
+    ("/api/generate", {"model": "gan"}, '"digit" is required'),
+    ("/api/generate", {"digit": 3}, '"model" is required'),
+    ("/api/generate", {"model": "vae", "digit": 3}, 'unknown model "vae"'),
+    ("/api/generate", {"model": 1, "digit": 3}, '"model" must be a string'),
+    ("/api/generate", {**GAN3, "count": 0}, '"count" must be 1-64'),
+    ("/api/generate", {**GAN3, "count": 65}, '"count" must be 1-64'),
+    ("/api/generate", {**GAN3, "count": "16"}, '"count" must be an integer'),
+    ("/api/generate", {**GAN3, "count": None}, '"count" must be an integer'),
+    ("/api/generate", {**GAN3, "seed": -1}, '"seed" must be 0-4294967295'),
+    ("/api/generate", {**GAN3, "seed": 2 ** 40}, '"seed" must be 0-4294967295'),
+    ("/api/generate", {**GAN3, "seed": False}, '"seed" must be an integer'),
+    ("/api/generate", {**GAN3, "colour": "red"}, 'unknown field "colour"'),
+    ("/api/classify", {}, '"image" is required'),
+    ("/api/classify", {"image": 5}, '"image" must be a string'),
+    ("/api/classify", {"image": ""}, '"image" is empty'),
+    ("/api/classify", {"image": "data:image/png;base64,@@@"}, "not valid base64"),
+    ("/api/classify", {"image": "data:image/png,plain"}, "must be a base64 data URL"),
+    ("/api/classify", {"image": base64.b64encode(b"hello, world").decode(), "name": "note.txt"},
+     "note.txt: not a readable PNG, JPEG, GIF or BMP image"),
+    ("/api/classify", {"image": huge_png()}, "the limit is 30 megapixels"),
+    ("/api/classify", {"image": "", "name": 3}, '"name" must be a string'),
+    ("/api/classify", {"image": "", "extra": 1}, 'unknown field "extra"'),
+]
+
+
+@pytest.mark.parametrize("path, body, fragment", BAD_BODIES)
+def test_bad_requests_get_400_and_the_server_carries_on(web, path, body, fragment):
+    status, _, data = post(web, path, body)
+    assert_error(status, data, 400, fragment)
+    assert call(web, "GET", "/api/models")[0] == 200
+
+
+@pytest.mark.parametrize("method, path, body, headers, expected, fragment", [
+    ("POST", "/api/generate", GAN3, {"Content-Type": "text/plain"}, 415, "application/json"),
+    ("POST", "/api/generate", GAN3, {"Host": "evil.example:8000"}, 400, "unexpected Host"),
+    ("GET", "/api/generate", None, {}, 405, "answers POST"),
+    ("POST", "/", GAN3, {}, 405, "answers GET"),
+    ("DELETE", "/api/models", None, {}, 405, "answers GET"),
+    ("POST", "/api/nothing", GAN3, {}, 404, "not found"),
+])
+def test_wrong_methods_types_and_hosts(web, method, path, body, headers, expected, fragment):
+    status, _, data = call(web, method, path, body, headers)
+    assert_error(status, data, expected, fragment)
+
+
+@pytest.mark.parametrize("request_bytes, expected, fragment", [
+    (b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 100000000\r\n\r\n{", 413, "the limit is 8,388,608"),
+    (b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n", 411,
+     "Content-Length"),
+    (b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411, "not chunked"),
+    (b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n", 400, "not a number"),
+    (b"BREW /pot HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 501, "Unsupported method"),
+    (b"GET /\x00 HTTP/1.1 junk\r\n\r\n", 400, ""),
+])
+def test_malformed_requests(web, request_bytes, expected, fragment):
+    status, data = raw(web, request_bytes)
+    assert_error(status, data, expected, fragment)
+    assert call(web, "GET", "/api/models")[0] == 200
+
+
+def test_a_body_over_the_limit_is_refused_with_413(web):
+    status, response, data = post(web, "/api/classify", b"x" * (server.MAX_BODY_BYTES + 1))
+    assert_error(status, data, 413, "the limit is 8,388,608")
+    assert response.getheader("Connection") == "close"
+    assert call(web, "GET", "/api/models")[0] == 200
+
+
+def test_a_model_without_weights_leaves_the_rest_working(tmp_path):
+    models = server.Models.load(weights_dir=tmp_path, classifier_weights=tmp_path / "classifier_model.weights.h5",
+                                log=lambda line: None)
+    app = server.start(models=models)
+    try:
+        status, _, data = call(app, "GET", "/api/models")
+        assert status == 200 and not data["classifier"]["ready"]
+        assert "python train_classifier.py" in data["classifier"]["error"]
+        errors = {g["key"]: g["error"] for g in data["generators"] if not g["ready"]}
+        assert "python train_gan.py --from-scratch" in errors["gan"]
+        assert "python train_diffusion.py --mode 0" in errors["diffusion"]
+        status, _, data = post(app, "/api/generate", GAN3)
+        assert_error(status, data, 503, "python train_gan.py --from-scratch")
+        status, _, data = post(app, "/api/classify", {"image": png_url(np.zeros((4, 4)))})
+        assert_error(status, data, 503, "the classifier is not loaded")
+        assert call(app, "GET", "/")[0] == 200
+    finally:
+        app.shutdown()
+        app.server_close()
+
+
+# -- the command ------------------------------------------------------------------------------
+
+def test_a_busy_port_is_one_clean_error():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_script("analyze.py", "--serve", "--port", port, timeout=60)
+    assert_clean_failure(result, f"port {port} on 127.0.0.1 is already in use")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_serve_prints_the_address_answers_and_stops_on_ctrl_c():
+    process = subprocess.Popen([sys.executable, "analyze.py", "--serve", "--port", "0"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, errors = [], []
+    readers = [threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True),
+               threading.Thread(target=lambda: errors.extend(iter(process.stderr.readline, "")), daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        deadline = time.monotonic() + 180
+        while not any("open http://" in line for line in lines):
+            assert process.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.2)
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/", "".join(lines))
+        assert url, lines
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.group(1)), timeout=30)
+        connection.request("GET", "/api/models")
+        assert connection.getresponse().status == 200
+        connection.close()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    for reader in readers:
+        reader.join(5)
+    output, stderr = "".join(lines), "".join(errors)
+    assert process.returncode == 0, (output, stderr)
+    assert "Traceback" not in stderr and "stopping" in output, (output, stderr)
+    for name in ("classifier", "diffusion", "GAN"):
+        assert f"{name}: ready" in output, output
