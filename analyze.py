@@ -143,7 +143,7 @@ def _save_cache(csv_path, images, labels):
         with atomic_path(_cache_path(csv_path)) as tmp:
             np.savez_compressed(tmp, images=images, labels=UNLABELED if labels is None else labels,
                                 fingerprint=_csv_fingerprint(csv_path))
-    except OSError:
+    except DataError:
         pass  # a read-only checkout still works, it just parses every time
 
 
@@ -279,15 +279,24 @@ def split_train_validation(images, labels, fraction=VALIDATION_FRACTION, seed=0)
 def atomic_path(path):
     """A temporary name beside `path` to write to; renamed over `path` only if the block
     finishes, so an interrupted or failed write never leaves a half-written file in place of
-    a good one. The name keeps the target's ending (.weights.h5, .npz), which writers check."""
+    a good one. The name keeps the target's ending (.weights.h5, .npz), which writers check.
+    A place that cannot be written (a read-only folder, a file in the way, a full disk) is a
+    DataError naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        in_the_way = isinstance(exc, (FileExistsError, NotADirectoryError))
+        reason = "a file stands where a folder on its path should be" if in_the_way else exc.strerror or exc
+        raise DataError(f"{display_path(path)}: cannot write it ({reason})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def save_weights_atomic(model, weights_path):
@@ -437,9 +446,9 @@ def _save_figure(fig, path):
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    except OSError as exc:
-        print(f"warning: could not save {display_path(path)} ({exc.strerror or exc}); "
-              "choose another folder with --figures-dir", file=sys.stderr)
+    except DataError as exc:
+        print(f"warning: could not save a figure: {exc}; choose another folder with --figures-dir",
+              file=sys.stderr)
         return None
     finally:
         plt.close(fig)

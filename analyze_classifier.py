@@ -129,11 +129,8 @@ def save_predictions(predicted, path):
     import pandas as pd
 
     frame = pd.DataFrame({"ImageId": np.arange(1, len(predicted) + 1), "Label": predicted})
-    try:
-        with analyze.atomic_path(path) as tmp:
-            frame.to_csv(tmp, index=False)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot write the predictions ({exc.strerror or exc})") from None
+    with analyze.atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
     print(f"saved {analyze.display_path(path)} ({len(predicted):,} predictions: ImageId,Label)")
 
 

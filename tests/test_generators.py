@@ -278,3 +278,11 @@ def test_guidance_zero_is_unconditional_and_one_is_conditional(mnist):
     out = sampler(labels, seed=1, steps=4, guidance=0.0, guidance_interval=(100.0, np.inf))
     assert network.calls == [2, 1, 1, 1]  # only the first step (tan(90°) = inf) is in the interval
     assert close(out, conditional)  # the last estimate was unguided
+
+
+def test_unwritable_output_is_one_line(tmp_path, gan_run):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a folder inside a file cannot be made, even by root
+    result = run_script("train_gan.py", "--generate", "--weights-dir", gan_run, "--figures-dir", tmp_path,
+                        "--num-per-digit", "1", "--output", blocker / "out.npz")
+    assert_clean_failure(result, "out.npz: cannot write it")
