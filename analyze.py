@@ -527,6 +527,20 @@ def save_sample_rows(rows, path, row_names, title=None, column_titles=tuple(map(
 # Training runs: seeding, where a run may write, start or resume, the resumable fit loop
 # =========================================================================================
 
+MAX_SEED = 2 ** 32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit
+
+
+def seed_argument(text):
+    """argparse type for --seed: a whole number 0 to 2**32 - 1, or a one-line usage error."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_SEED}, got {seed}")
+    return seed
+
+
 def set_seed(seed):
     """Seed Python, NumPy and the backend once, and say so: runs are reproducible from logs."""
     import keras
@@ -700,7 +714,7 @@ def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_
     modes.add_argument("--generate", dest="mode", action="store_const", const=2, help="same as --mode 2")
     parser.add_argument("--digit", type=int, help="generate only this digit (default: all ten)")
     parser.add_argument("--num-per-digit", type=int, default=num_per_digit, help="samples per digit")
-    parser.add_argument("--seed", type=int, default=seed, help="random seed (same seed, same digits)")
+    parser.add_argument("--seed", type=seed_argument, default=seed, help="random seed (same seed, same digits)")
     parser.add_argument("--epochs", type=int, default=epochs,
                         help="train until this many epochs in total (continuing counts on)")
     parser.add_argument("--batch-size", type=int, default=batch_size, help="training batch size")
@@ -951,7 +965,7 @@ def main():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--samples-per-digit", type=int, default=METRIC_SAMPLES_PER_DIGIT,
                         help="generated digits per class for the generator metrics")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="random seed")
     parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR, help="where the PNG figures go")
     parser.add_argument("--json", action="store_true", help="end with the generator table as one JSON line")
     parser.add_argument("--save-metrics", action="store_true",
@@ -996,4 +1010,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module, not this __main__ copy: the scripts and web/ import `analyze`,
+    # and its DataError must be the one main() catches.
+    import analyze
+
+    analyze.main()

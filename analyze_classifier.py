@@ -11,6 +11,9 @@ from train_classifier.py; nothing is retrained. Pictures may be any size, colour
 dark ink on light paper or light on dark, anywhere in the frame: they are converted the
 way MNIST was made (ink cropped, fitted into 20x20 keeping its aspect ratio, centred by
 centre of mass in 28x28).
+
+TensorFlow loads inside the functions that need it, so that --help and argument errors answer
+at once (train_classifier.py, imported below, does the same).
 """
 
 import argparse

@@ -59,7 +59,7 @@ def main():
     parser.add_argument("--augment", action="store_true",
                         help="train with the classifier's augmentation (off: the digits alone are judged)")
     parser.add_argument("--models", nargs="+", help="only these generators (MODEL_NAME; default: all shipped)")
-    parser.add_argument("--seed", type=int, default=SEED, help="random seed for sampling and training")
+    parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed for sampling and training")
     parser.add_argument("--save", action="store_true", help="store each generator's row in its weights record")
     parser.add_argument("--quick", action="store_true", help="20 per digit and 1 epoch: checks the plumbing")
     args = parser.parse_args()

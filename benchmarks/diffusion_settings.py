@@ -28,7 +28,7 @@ def main():
     parser.add_argument("--intervals", nargs="+", default=["0,inf"],
                         help="guidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
     parser.add_argument("--per-digit", type=int, default=100, help="samples per digit and setting")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--seed", type=analyze.seed_argument, default=0, help="random seed")
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding diffusion_model.weights.h5")
     args = parser.parse_args()

@@ -140,7 +140,7 @@ def main():
     parser.add_argument("--steps", type=int, default=600, help="D steps per variant (each with 2 G steps)")
     parser.add_argument("--every", type=int, default=100, help="print averages every this many steps")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--seed", type=analyze.seed_argument, default=0, help="random seed")
     parser.add_argument("--figure", type=Path, default=analyze.FIGURES_DIR / "seed_gan_diagnosis.png",
                         help="where the samples figure goes")
     args = parser.parse_args()

@@ -228,13 +228,13 @@ def test_same_seed_same_digits(web):
 
 
 def test_concurrent_requests_are_answered_correctly(web, seven_url):
-    expected_gan = {seed: post(web, "/api/generate", {"model": "gan", "digit": 4, "count": 8, "seed": seed})[2]["digits"]
-                    for seed in (1, 2)}
+    gan4 = {"model": "gan", "digit": 4, "count": 8}
+    expected_gan = {seed: post(web, "/api/generate", {**gan4, "seed": seed})[2]["digits"] for seed in (1, 2)}
 
     def job(i):
         if i % 3 == 0:
             seed = 1 + i % 2
-            status, _, data = post(web, "/api/generate", {"model": "gan", "digit": 4, "count": 8, "seed": seed})
+            status, _, data = post(web, "/api/generate", {**gan4, "seed": seed})
             return status == 200 and data["digits"] == expected_gan[seed]
         if i % 3 == 1:
             status, _, data = post(web, "/api/classify", {"image": seven_url})

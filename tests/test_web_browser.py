@@ -17,6 +17,7 @@ installs all three).
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +64,12 @@ def page_server():
 
 
 @pytest.fixture(scope="module")
-def browser(page_server):
+def browser(request):
     reason = _missing_browser()
-    if reason:
-        print(f"skipping the browser tests: {reason}")
+    if reason:  # checked before the models load: a machine without a browser skips at once
+        warnings.warn(f"browser tests skipped: {reason}")
         pytest.skip(reason)
+    page_server = request.getfixturevalue("page_server")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

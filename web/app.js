@@ -40,6 +40,16 @@
     return data;
   }
 
+  // Server messages quote commands in `backticks`: show those as code (as text, never as HTML).
+  function setMessage(element, message) {
+    element.replaceChildren(...String(message).split('`').map((part, i) => {
+      if (i % 2 === 0) return document.createTextNode(part);
+      const code = document.createElement('code');
+      code.textContent = part;
+      return code;
+    }));
+  }
+
   const percent = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.1 ? 1 : 0)}%`;
 
   function loadImage(src) {
@@ -105,7 +115,7 @@
       root.className = `answer ${state}`;
       root.dataset.digit = '';
       digit.textContent = big;
-      text.textContent = message;
+      setMessage(text, message);
       setBars(null, -1);
       setSeen(null);
     }
@@ -352,7 +362,7 @@
   function fail(panel, message) {
     panel.dataset.state = 'failed';
     panel.className = 'panel failed';
-    $('.summary', panel).textContent = message;
+    setMessage($('.summary', panel), message);
     $('.command', panel).hidden = true;
   }
 
@@ -411,7 +421,7 @@
         const read = result.read[i];
         const caption = document.createElement('span');
         caption.className = read.digit === result.digit ? 'read' : 'read wrong';
-        caption.textContent = read.digit === result.digit ? percent(read.confidence) : `reads ${read.digit}`;
+        caption.textContent = `${read.digit} · ${percent(read.confidence)}`;
         caption.title = `The classifier reads ${read.digit} (${percent(read.confidence)})`;
         tile.append(caption);
         label += `, read as ${read.digit} (${percent(read.confidence)})`;
@@ -523,10 +533,15 @@
     return item;
   }
 
-  function noticeFor(id, text) {
+  function noticeFor(id, lines) {
     const notice = $(`#${id}`);
-    notice.textContent = text;
-    notice.hidden = !text;
+    notice.replaceChildren(...lines.map((line) => {
+      const part = document.createElement('span');
+      part.className = 'notice-line';
+      setMessage(part, line);
+      return part;
+    }));
+    notice.hidden = !lines.length;
   }
 
   async function loadStatus() {
@@ -543,13 +558,14 @@
         ...models.generators.map((g) => chip(g.name, g.ready, g.error)));
       if (!classifier.ready) {
         const text = `The classifier is not loaded, so nothing can be read: ${classifier.error}`;
-        noticeFor('draw-notice', text);
-        noticeFor('upload-notice', text);
-        pad.style.pointerEvents = 'none';
+        noticeFor('draw-notice', [text]);
+        noticeFor('upload-notice', [text]);
+        $('#draw-card').classList.add('unavailable');
+        $('#upload-card').classList.add('unavailable');
         fileInput.disabled = true;
       }
       const missing = models.generators.filter((g) => !g.ready);
-      noticeFor('generate-notice', missing.map((g) => `${g.name} is not loaded: ${g.error}`).join(' '));
+      noticeFor('generate-notice', missing.map((g) => `${g.name} is not loaded: ${g.error}`));
       const gan = generators.gan;
       if (gan && !gan.ready && generators.diffusion && generators.diffusion.ready) {
         $('#model-diffusion').checked = true;

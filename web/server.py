@@ -28,6 +28,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import signal
 import socket
 import socketserver
 import struct
@@ -70,7 +71,6 @@ MAX_WAITING = 32                   # API requests in progress or queued for a mo
 MAX_DECODING = 2                   # pictures decoded at once (memory: a photo is ~100 MB as floats)
 REQUEST_TIMEOUT_S = 30             # a client that stalls mid-request is dropped
 SHUTDOWN_WAIT_S = 10               # Ctrl-C lets a generation in progress finish for this long
-PAGE_NAME = "drawing"
 
 
 class HttpError(Exception):
@@ -675,6 +675,9 @@ def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
         server = bind(host, port)  # first: a busy port fails at once, not after loading the models
     except DataError as exc:
         analyze.fail(exc)
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill` stops it as Ctrl-C does
     try:
         if not server.app.loopback_only:
             print(f"warning: listening on {host}: any machine that can reach this one can use the page "
@@ -694,3 +697,9 @@ def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
                 server.app.models.wait_idle(SHUTDOWN_WAIT_S, log=lambda line: print(line, flush=True))
             except KeyboardInterrupt:
                 pass
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
