@@ -396,9 +396,9 @@ def main(argv=None):
     args = parse_args(argv)
     mode = args.mode if args.mode is not None else ask_mode()
     with analyze.generator_errors() as session:
-        analyze.set_seed(args.seed)
         run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
                                                     MAKE_COMMAND, args.dry_run)
+        analyze.set_seed(args.seed)
         model = load_diffusion(run) if run.sources else make_diffusion(run.config)
         if run.mode != 2:
             train(args, model, run)

@@ -239,9 +239,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     with analyze.generator_errors() as session:
-        analyze.set_seed(args.seed)
         run = session.run = analyze.start_or_resume(args.mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG,
                                                     BUILDER, MAKE_COMMAND, args.dry_run)
+        analyze.set_seed(args.seed)
         if run.mode == 2:
             sampler = load_sampler(args.weights_dir)
         else:
