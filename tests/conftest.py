@@ -55,3 +55,14 @@ def assert_clean_failure(result, *fragments):
     assert errors, result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, (fragment, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def web_server():
+    """The web page's server with the shipped models, answering on a free port of 127.0.0.1."""
+    from web import server
+
+    app = server.start(models=server.Models.load(log=lambda line: None))
+    yield app
+    app.shutdown()
+    app.server_close()

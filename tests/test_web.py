@@ -27,12 +27,8 @@ SAMPLES = sorted((analyze.DATASET_DIR / "samples").iterdir())
 
 
 @pytest.fixture(scope="module")
-def web():
-    """The server with the shipped models, answering on a free port of 127.0.0.1."""
-    app = server.start(models=server.Models.load(log=lambda line: None))
-    yield app
-    app.shutdown()
-    app.server_close()
+def web(web_server):
+    return web_server
 
 
 def call(web, method, path, body=None, headers=None):

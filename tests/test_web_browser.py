@@ -54,13 +54,8 @@ def _missing_browser():
 
 
 @pytest.fixture(scope="module")
-def page_server():
-    from web import server
-
-    app = server.start(models=server.Models.load(log=lambda line: None))
-    yield app
-    app.shutdown()
-    app.server_close()
+def page_server(web_server):
+    return web_server
 
 
 @pytest.fixture(scope="module")
