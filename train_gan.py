@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 import analyze
-from analyze import DataError
 
 # -- data ---------------------------------------------------------------------------------
 TRAIN_CSV = analyze.TRAIN_CSV
