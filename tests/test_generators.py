@@ -116,7 +116,8 @@ def test_missing_junk_and_mismatched_weights_fail_in_one_line(tmp_path, script, 
     record["config"][key] = [32, 64] if key == "widths" else 32  # builds, but not these weights
     record_file.write_text(json.dumps(record))
     result = run_script(*args, wrong)
-    assert_clean_failure(result, "does not fit", module.WEIGHT_FILES[0], module.MAKE_COMMAND)
+    sampled = module.WEIGHT_FILES[-1]  # the GAN draws with its moving average, the last file
+    assert_clean_failure(result, "does not fit", sampled, module.MAKE_COMMAND)
     assert "Warning" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
     record["config"]["colour"] = "blue"
@@ -163,6 +164,36 @@ def test_gan_resume_and_reproducible_generation(tmp_path, gan_run, tiny_csv):
             archives.append(archive["images"])
     np.testing.assert_array_equal(archives[0], archives[1])
     assert not np.array_equal(archives[0], archives[2])
+
+
+def test_gan_step_moves_the_average_generator_by_ema_decay():
+    gan = train_gan.make_gan({"noise_dim": 8, "width": 8})
+    gan.compile()
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), np.arange(4)
+    before = gan.ema_generator.get_weights()
+    gan.train_step((images, labels))
+    after, generator = gan.ema_generator.get_weights(), gan.generator.get_weights()
+    decay = train_gan.EMA_DECAY
+    assert any(not np.allclose(g, b) for g, b in zip(generator, before))  # the step moved G
+    for average, old, new in zip(after, before, generator):
+        np.testing.assert_allclose(average, decay * old + (1 - decay) * new, rtol=1e-5, atol=1e-7)
+
+
+def test_gan_draws_with_the_average_generator_and_falls_back_for_old_weights(tmp_path, gan_run):
+    copy_weights(gan_run, tmp_path, train_gan.WEIGHT_FILES)
+    average = train_gan.build_generator(**train_gan.MODEL_CONFIG)
+    average.load_weights(tmp_path / "gan_generator_ema.weights.h5")
+    sampler = train_gan.load_sampler(tmp_path)
+    for got, want in zip(sampler.generator.get_weights(), average.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    # Weights trained before the moving average existed have no such file: the generator draws.
+    (tmp_path / "gan_generator_ema.weights.h5").unlink()
+    generator = train_gan.build_generator(**train_gan.MODEL_CONFIG)
+    generator.load_weights(tmp_path / "gan_generator.weights.h5")
+    sampler = train_gan.load_sampler(tmp_path)
+    for got, want in zip(sampler.generator.get_weights(), generator.get_weights()):
+        np.testing.assert_array_equal(got, want)
 
 
 # -- the contract (analyze.GENERATOR_SCRIPTS) -------------------------------------------------
