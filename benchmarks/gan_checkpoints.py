@@ -1,0 +1,75 @@
+"""Score GAN generator weights files side by side, as analyze.py scores the shipped ones.
+
+    python benchmarks/gan_checkpoints.py weights/gan_generator.weights.h5 runs/gan/gan_generator_ema.weights.h5
+    python benchmarks/gan_checkpoints.py --per-digit 1000 FILE...
+
+To compare checkpoints of one run, a run against the shipped weights, or the moving-average
+generator (gan_generator_ema.weights.h5) against the generator it averages. Each file is
+rebuilt from the record in its folder (gan_generator.json) and draws --per-digit digits of
+each class with seed --seed; the table gives requested-digit accuracy, MNIST-FID against the
+test set with the real-vs-real floor at the same size, within-digit variety against real
+digits', and how clean the paper is. The features are the shipped classifier's.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import analyze  # noqa: E402
+
+PER_DIGIT = 200  # as analyze.py
+SEED = 0
+
+
+def load_generator(path):
+    import train_gan
+
+    path = Path(path)
+    if not path.is_file():
+        raise analyze.DataError(f"{path} not found")
+    record_source = path.with_name(train_gan.WEIGHT_FILES[0])
+    record = analyze.read_record(record_source)
+    config = analyze.checked_config(record, train_gan.MODEL_CONFIG, record_source, train_gan.MAKE_COMMAND)
+    generator = train_gan.build_generator(**config)
+    epochs = (record or {}).get("training", {}).get("epochs", "?")
+    return train_gan.Sampler(analyze.load_weights_or_fail(generator, path, train_gan.MAKE_COMMAND)), epochs
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Score GAN generator weights files side by side.",
+                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("weights", nargs="+", type=Path, help="generator weights files (.weights.h5)")
+    parser.add_argument("--per-digit", type=int, default=PER_DIGIT, help="generated digits per class")
+    parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed")
+    args = parser.parse_args()
+    if args.per_digit < 2:
+        parser.error("--per-digit must be at least 2")
+
+    from train_classifier import load_classifier
+
+    try:
+        analyze.set_seed(args.seed)
+        train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
+        test_images, _ = analyze.load_digits_csv(analyze.TEST_CSV)
+        metrics = analyze.DigitMetrics(load_classifier(), test_images, train_images, train_labels, args.seed)
+        floor = metrics.real_floor(args.per_digit)
+        labels = analyze.requested_labels(None, args.per_digit)
+        print(f"{len(labels):,} digits per file, seed {args.seed}; real digits at that size: "
+              f"MNIST-FID {floor['fid']:.2f} (the floor), variety {floor['variety']:.2f}")
+        print("| weights | epochs | requested-digit accuracy | MNIST-FID | × floor | variety | of real's "
+              "| exactly-0 pixels | 4-29 pixels | tinted digits |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for path in args.weights:
+            sampler, epochs = load_generator(path)
+            score = metrics.score(sampler(labels, args.seed), labels)
+            print(f"| {analyze.display_path(path)} | {epochs} | {score['requested_digit_accuracy']:.2%} "
+                  f"| {score['fid']:.2f} | {score['fid'] / floor['fid']:.2f} | {score['variety']:.2f} "
+                  f"| {score['variety'] / floor['variety']:.1%} | {score['zero_pixels']:.1%} "
+                  f"| {score['grey_pixels']:.1%} | {score['tinted_digits']:.1%} |", flush=True)
+    except analyze.DataError as exc:
+        analyze.fail(exc)
+
+
+if __name__ == "__main__":
+    main()
