@@ -685,7 +685,8 @@ tests/test_generators.py checks both scripts keep:
 
     MODEL_NAME      str: its name in tables and on the page ("diffusion", "GAN")
     WEIGHT_FILES    tuple of weights file names in a weights folder; the first one carries
-                    the .json record (builder arguments, training log, metrics)
+                    the .json record (builder arguments, training log, metrics) and must
+                    exist, later ones may be missing from weights older than them
     MAKE_COMMAND    str: the command that trains those weights from scratch
     load_sampler(weights_dir=WEIGHTS_DIR) -> sampler, or DataError (one line, naming
                     MAKE_COMMAND) when the weights are missing or do not fit. Then:

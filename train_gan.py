@@ -17,8 +17,9 @@ Each epoch prints one health line (D and G loss, D accuracy on real and on fake 
 under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png from fixed
 noise, and atomically saves weights/gan_generator.weights.h5 and
 gan_discriminator.weights.h5, each with its optimizer state, and gan_generator_ema.weights.h5,
-the moving average of the generator's weights, which is what draws the digits. It takes the
-same flags as train_diffusion.py and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
+the moving average of the generator's weights, which draws the digits (weights trained before
+the average existed draw with the generator). It takes the same flags as train_diffusion.py
+and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
 
 TensorFlow and Keras are imported inside the functions that need them, so that --help and
 argument errors answer at once.
@@ -36,7 +37,8 @@ TRAIN_CSV = analyze.TRAIN_CSV
 # -- model (the generator contract: analyze.GENERATOR_SCRIPTS) -----------------------------
 MODEL_NAME = "GAN"
 # The generator and discriminator being trained (each with its optimizer state), and the
-# moving average of the generator's weights, which is what draws the digits.
+# moving average of the generator's weights, which draws the digits; the last is missing in
+# weights trained before it existed.
 WEIGHT_FILES = ("gan_generator.weights.h5", "gan_discriminator.weights.h5", "gan_generator_ema.weights.h5")
 MAKE_COMMAND = "python train_gan.py --from-scratch"
 BUILDER = "train_gan.build_generator"
@@ -105,8 +107,8 @@ def make_gan(config):
     """The trainer: generator and discriminator, each compiled with its own Adam (so each
     weights file carries its optimizer state), a train_step doing one D and one G step, and
     ema_generator, the moving average of the generator's weights (BatchNorm statistics
-    included) after each step. The raw generator's digits jitter with every step of the
-    two-player game; the average settles on cleaner, more varied ones."""
+    included) after each step. The generator shifts with every step of the two-player game;
+    the average smooths that out (README: better MNIST-FID, slightly less variety)."""
     import keras
     import tensorflow as tf
 
@@ -198,15 +200,17 @@ class Sampler:
         return images, images[None]
 
 
-def load_sampler(weights_dir=analyze.WEIGHTS_DIR):
+def load_sampler(weights_dir=analyze.WEIGHTS_DIR, weights_file=None):
     """The generator contract: a Sampler on the saved moving-average generator, or on the
-    generator itself for weights trained before there was one."""
+    generator itself for weights trained before there was one. `weights_file`, a file name
+    in weights_dir, draws with that file instead (to compare checkpoints of one run)."""
     run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND)
+    generator_path, _, average_path = run.sources
     generator = analyze.build_from_record(lambda config: build_generator(**config), run.config,
-                                          run.sources[0], MAKE_COMMAND)
-    ema_path = run.sources[2]
-    return Sampler(analyze.load_weights_or_fail(generator, ema_path if ema_path.exists() else run.sources[0],
-                                                MAKE_COMMAND))
+                                          generator_path, MAKE_COMMAND)
+    if weights_file is None:
+        weights_file = average_path if average_path.exists() else generator_path
+    return Sampler(analyze.load_weights_or_fail(generator, Path(weights_dir) / weights_file, MAKE_COMMAND))
 
 
 # =========================================================================================
@@ -236,6 +240,7 @@ def train(args, gan, run):
 
     epochs = record["training"].get("epochs", 0) + 1 if args.dry_run else args.epochs
     record["training"]["ema_decay"] = EMA_DECAY
+    record["training"].setdefault("ema_since_epoch", record["training"].get("epochs", 0))
     gan.compile(jit_compile=True)  # XLA, which Keras leaves off on CPUs: 683 -> 635 ms per step here
     analyze.fit_resumably(gan, batches, record, epochs,
                           {"csv": analyze.display_path(args.csv), "batch_size": args.batch_size,
@@ -264,8 +269,9 @@ def main(argv=None):
             if run.sources:
                 for network, path in zip((gan.generator, gan.discriminator), run.sources):
                     analyze.load_weights_or_fail(network, path, MAKE_COMMAND)
-                if run.sources[2].exists():
-                    analyze.load_weights_or_fail(gan.ema_generator, run.sources[2], MAKE_COMMAND)
+                average_path = run.sources[2]
+                if average_path.exists():
+                    analyze.load_weights_or_fail(gan.ema_generator, average_path, MAKE_COMMAND)
                 else:  # weights from before the moving average: it starts from the generator
                     gan.ema_generator.set_weights(gan.generator.get_weights())
                 print(f"continuing from {analyze.display_path(run.sources[0])} "

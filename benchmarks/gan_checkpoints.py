@@ -23,17 +23,14 @@ SEED = 0
 
 
 def load_generator(path):
+    """(sampler, epochs): the generator in `path`, built from the record of its run's folder."""
     import train_gan
 
     path = Path(path)
     if not path.is_file():
         raise analyze.DataError(f"{path} not found")
-    record_source = path.with_name(train_gan.WEIGHT_FILES[0])
-    record = analyze.read_record(record_source)
-    config = analyze.checked_config(record, train_gan.MODEL_CONFIG, record_source, train_gan.MAKE_COMMAND)
-    generator = train_gan.build_generator(**config)
-    epochs = (record or {}).get("training", {}).get("epochs", "?")
-    return train_gan.Sampler(analyze.load_weights_or_fail(generator, path, train_gan.MAKE_COMMAND)), epochs
+    record = analyze.read_record(path.with_name(train_gan.WEIGHT_FILES[0])) or {}
+    return train_gan.load_sampler(path.parent, path.name), record.get("training", {}).get("epochs", "?")
 
 
 def main():
