@@ -867,6 +867,16 @@ class DigitMetrics:
         self._train_images, self._train_labels = train_images, train_labels
         self._rng = np.random.default_rng(seed)
 
+    @classmethod
+    def of_shipped_classifier(cls, seed=0):
+        """The metrics the README reports: the shipped classifier's features, the test set of
+        dataset/Test.csv as reference, and dataset/Train.csv for the real floor."""
+        from train_classifier import load_classifier
+
+        train_images, train_labels = load_digits_csv(TRAIN_CSV)
+        test_images, _ = load_digits_csv(TEST_CSV)
+        return cls(load_classifier(CLASSIFIER_WEIGHTS), test_images, train_images, train_labels, seed)
+
     def real_floor(self, per_digit):
         """MNIST-FID and variety of real training digits (same per-digit count) vs the test set."""
         picks = np.concatenate([

@@ -34,13 +34,10 @@ def main():
     args = parser.parse_args()
 
     import train_diffusion
-    from train_classifier import load_classifier
 
     try:
         analyze.set_seed(args.seed)
-        train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
-        test_images, _ = analyze.load_digits_csv(analyze.TEST_CSV)
-        metrics = analyze.DigitMetrics(load_classifier(), test_images, train_images, train_labels, args.seed)
+        metrics = analyze.DigitMetrics.of_shipped_classifier(args.seed)
         sampler = train_diffusion.load_sampler(args.weights_dir)
         record = analyze.read_record(args.weights_dir / train_diffusion.WEIGHT_FILES[0])
     except analyze.DataError as exc:

@@ -43,13 +43,9 @@ def main():
     if args.per_digit < 2:
         parser.error("--per-digit must be at least 2")
 
-    from train_classifier import load_classifier
-
     try:
         analyze.set_seed(args.seed)
-        train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
-        test_images, _ = analyze.load_digits_csv(analyze.TEST_CSV)
-        metrics = analyze.DigitMetrics(load_classifier(), test_images, train_images, train_labels, args.seed)
+        metrics = analyze.DigitMetrics.of_shipped_classifier(args.seed)
         floor = metrics.real_floor(args.per_digit)
         labels = analyze.requested_labels(None, args.per_digit)
         print(f"{len(labels):,} digits per file, seed {args.seed}; real digits at that size: "
