@@ -182,9 +182,7 @@ def make_diffusion(config, scheduled=True):
     model = Diffusion()
     model.scheduled = scheduled
     rate = learning_rate_schedule(1, 1) if scheduled else PEAK_LEARNING_RATE
-    # Keras leaves XLA off on CPU-only machines; on the 2-core CPU it makes a training step
-    # 1.44x faster (1,024 -> 709 ms per batch of 128).
-    model.compile(optimizer=keras.optimizers.AdamW(rate, weight_decay=1e-4, clipnorm=1.0), jit_compile=True)
+    model.compile(optimizer=keras.optimizers.AdamW(rate, weight_decay=1e-4, clipnorm=1.0))
     model.optimizer.build(model.network.trainable_weights)  # so a checkpoint can restore its state
     return model
 

@@ -386,7 +386,7 @@ def test_serve_prints_the_address_answers_and_stops_on_ctrl_c():
         assert connection.getresponse().status == 200
         connection.close()
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        process.wait(timeout=180)  # a loaded 2-core machine can take a while to exit TensorFlow
     finally:
         if process.poll() is None:
             process.kill()
