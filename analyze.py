@@ -645,6 +645,13 @@ def training_batches(images, labels, batch_size, seed, limit=None):
     return (ds.take(limit) if limit else ds).prefetch(tf.data.AUTOTUNE)
 
 
+def update_moving_average(network, average, decay):
+    """One step of an exponential moving average of `network`'s weights (BatchNorm statistics
+    included) into `average`, a network of the same build: what the generators sample with."""
+    for weight, averaged in zip(network.weights, average.weights):
+        averaged.assign(decay * averaged + (1 - decay) * weight)
+
+
 def fit_resumably(model, batches, record, epochs, run_info, checkpoint):
     """fit() from the epoch count in record["training"] up to `epochs` in total.
 

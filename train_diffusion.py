@@ -174,8 +174,7 @@ def make_diffusion(config, scheduled=True):
                 loss = tf.reduce_mean(tf.square(v - target_v))
             grads = tape.gradient(loss, self.network.trainable_weights)
             self.optimizer.apply_gradients(zip(grads, self.network.trainable_weights))
-            for weight, ema_weight in zip(self.network.weights, self.ema_network.weights):
-                ema_weight.assign(EMA_DECAY * ema_weight + (1 - EMA_DECAY) * weight)
+            analyze.update_moving_average(self.network, self.ema_network, EMA_DECAY)
             self.loss_tracker.update_state(loss)
             return {"loss": self.loss_tracker.result()}
 

@@ -163,8 +163,7 @@ def make_gan(config):
                 g_loss = tf.reduce_mean(softplus(-realness)) + CLASS_WEIGHT * digit_loss(labels, digits)
             g_vars = self.generator.trainable_variables
             self.generator.optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
-            for weight, average in zip(self.generator.weights, self.ema_generator.weights):
-                average.assign(EMA_DECAY * average + (1 - EMA_DECAY) * weight)
+            analyze.update_moving_average(self.generator, self.ema_generator, EMA_DECAY)
 
             for name, value in (("d_loss", d_loss), ("g_loss", g_loss),
                                 ("d_acc_real", tf.reduce_mean(tf.cast(real_logits > 0, tf.float32))),
@@ -267,14 +266,14 @@ def main(argv=None):
         else:
             gan = analyze.build_from_record(make_gan, run.config, args.weights_dir / WEIGHT_FILES[0], MAKE_COMMAND)
             if run.sources:
-                for network, path in zip((gan.generator, gan.discriminator), run.sources):
-                    analyze.load_weights_or_fail(network, path, MAKE_COMMAND)
-                average_path = run.sources[2]
+                generator_path, discriminator_path, average_path = run.sources
+                analyze.load_weights_or_fail(gan.generator, generator_path, MAKE_COMMAND)
+                analyze.load_weights_or_fail(gan.discriminator, discriminator_path, MAKE_COMMAND)
                 if average_path.exists():
                     analyze.load_weights_or_fail(gan.ema_generator, average_path, MAKE_COMMAND)
                 else:  # weights from before the moving average: it starts from the generator
                     gan.ema_generator.set_weights(gan.generator.get_weights())
-                print(f"continuing from {analyze.display_path(run.sources[0])} "
+                print(f"continuing from {analyze.display_path(generator_path)} "
                       f"({run.record['training'].get('epochs', 0)} epochs so far)")
             train(args, gan, run)
             sampler = Sampler(gan.ema_generator)
