@@ -645,9 +645,18 @@ def training_batches(images, labels, batch_size, seed, limit=None):
     return (ds.take(limit) if limit else ds).prefetch(tf.data.AUTOTUNE)
 
 
-def update_moving_average(network, average, decay):
+def update_moving_average(network, average, decay, step):
     """One step of an exponential moving average of `network`'s weights (BatchNorm statistics
-    included) into `average`, a network of the same build: what the generators sample with."""
+    included) into `average`, a network of the same build: what the generators sample with.
+
+    `step` counts the training steps taken so far (the optimizer's iterations). The decay
+    warms up as min(decay, (1 + step) / (10 + step)): a fixed 0.999 would keep the random
+    start in the average for thousands of steps and fill a new run's first progress grids
+    with noise; from step ~9,000 on it is `decay` itself."""
+    from keras import ops
+
+    step = ops.cast(step, "float32")
+    decay = ops.minimum(decay, (1.0 + step) / (10.0 + step))
     for weight, averaged in zip(network.weights, average.weights):
         averaged.assign(decay * averaged + (1 - decay) * weight)
 

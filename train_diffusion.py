@@ -174,7 +174,7 @@ def make_diffusion(config, scheduled=True):
                 loss = tf.reduce_mean(tf.square(v - target_v))
             grads = tape.gradient(loss, self.network.trainable_weights)
             self.optimizer.apply_gradients(zip(grads, self.network.trainable_weights))
-            analyze.update_moving_average(self.network, self.ema_network, EMA_DECAY)
+            analyze.update_moving_average(self.network, self.ema_network, EMA_DECAY, self.optimizer.iterations)
             self.loss_tracker.update_state(loss)
             return {"loss": self.loss_tracker.result()}
 

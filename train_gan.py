@@ -8,10 +8,17 @@ Why this one learns when the seed's did not (README, "Why the seed's GAN never l
 the discriminator has no BatchNorm, so it judges each digit on its own instead of telling
 real and fake batches apart by their statistics; both networks run in the same mode in
 both steps, and real and fake digits go through D in one batch, so each network optimizes
-against the other as it really is, with equal learning rates and one step each. As in
-AC-GAN, the discriminator has two heads: "is this real?" and "which digit is this?"
-(learned from real digits only, so fakes cannot teach it to accept them); the generator is
-rewarded for both, which is what makes it draw the digit it was asked for.
+against the other as it really is, with equal learning rates and one step each.
+
+How D is told the digit ("conditioning" in the weights record):
+- "projection" (the default for new runs; Miyato & Koyama 2018): D judges "is this a real
+  image of digit y?" in one logit, the inner product of its features with a learned vector
+  per digit added to an unconditional score. A fake of the wrong digit, or of the right digit
+  in an unreal style, is simply a fake, so G is pushed towards the real spread of each digit.
+- "acgan" (the shipped weights; Odena et al. 2017): D has two heads, "is this real?" and
+  "which digit is this?" (learned from real digits only, so fakes cannot teach it to accept
+  them), and G is rewarded for both. The second reward pulls G towards the most recognizable
+  version of each digit, at the cost of variety (README: issue 9).
 
 Each epoch prints one health line (D and G loss, D accuracy on real and on fake digits)
 under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png from fixed
@@ -42,14 +49,15 @@ MODEL_NAME = "GAN"
 WEIGHT_FILES = ("gan_generator.weights.h5", "gan_discriminator.weights.h5", "gan_generator_ema.weights.h5")
 MAKE_COMMAND = "python train_gan.py --from-scratch"
 BUILDER = "train_gan.build_generator"
-MODEL_CONFIG = {"noise_dim": 64, "width": 64}
+MODEL_CONFIG = {"noise_dim": 64, "width": 64, "conditioning": "projection"}
+CONDITIONINGS = ("projection", "acgan")  # how D is told the digit (module docstring)
 
 # -- training -----------------------------------------------------------------------------
 EPOCHS = 20
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-4
 BETA_1 = 0.5
-CLASS_WEIGHT = 1.0  # weight of the discriminator's digit-classifier loss, for D and for G
+CLASS_WEIGHT = 1.0  # "acgan" only: weight of the digit-classifier loss, for D and for G
 EMA_DECAY = 0.999  # of the sampled generator's weights: an average over the last ~1,000 steps
 SEED = 42
 DRY_RUN_BATCHES = 2
@@ -63,8 +71,8 @@ GENERATION_BATCH = 2000
 # Model
 # =========================================================================================
 
-def build_generator(noise_dim=64, width=64):
-    """(noise, label) -> digit in [-1, 1], 28x28x1."""
+def build_generator(noise_dim=64, width=64, **_):
+    """(noise, label) -> digit in [-1, 1], 28x28x1; the same for either conditioning."""
     import keras
     from keras import layers
 
@@ -82,16 +90,19 @@ def build_generator(noise_dim=64, width=64):
     return keras.Model([noise, label], image, name="generator")
 
 
-def build_discriminator(width=64, **_):
-    """digit in [-1, 1] -> (realness logit, 10 digit logits), the AC-GAN arrangement.
+def build_discriminator(width=64, conditioning="projection", **_):
+    """With "projection": (digit in [-1, 1], label) -> "real digit of that label?" logit.
+    With "acgan": digit in [-1, 1] -> (realness logit, 10 digit logits).
 
     No BatchNorm: each digit is judged on its own, never by its batch's statistics. Dropout
     keeps D from memorizing the training digits and overpowering G. The flattened 7x7 map
-    lets both heads see the whole digit's shape, not just local texture.
+    lets D see the whole digit's shape, not just local texture.
     """
     import keras
     from keras import layers
 
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
     image = keras.Input((28, 28, 1), name="image")
     x = image
     for filters in (width, 2 * width):  # 28 -> 14 -> 7
@@ -99,16 +110,22 @@ def build_discriminator(width=64, **_):
         x = layers.Dropout(0.3)(layers.LeakyReLU(0.2)(x))
     features = layers.Flatten()(x)
     realness = layers.Dense(1, name="realness")(features)
-    digit_logits = layers.Dense(analyze.NUM_CLASSES, name="digit")(features)
-    return keras.Model(image, [realness, digit_logits], name="discriminator")
+    if conditioning == "acgan":
+        digit_logits = layers.Dense(analyze.NUM_CLASSES, name="digit")(features)
+        return keras.Model(image, [realness, digit_logits], name="discriminator")
+    label = keras.Input((), dtype="int32", name="label")
+    digit_vector = layers.Flatten()(layers.Embedding(analyze.NUM_CLASSES, features.shape[-1], name="projection")(label))
+    realness = realness + layers.Dot(axes=1)([features, digit_vector])
+    return keras.Model([image, label], realness, name="discriminator")
 
 
 def make_gan(config):
     """The trainer: generator and discriminator, each compiled with its own Adam (so each
-    weights file carries its optimizer state), a train_step doing one D and one G step, and
-    ema_generator, the moving average of the generator's weights (BatchNorm statistics
-    included) after each step. The generator shifts with every step of the two-player game;
-    the average smooths that out (README: better MNIST-FID, slightly less variety)."""
+    weights file carries its optimizer state), a train_step doing one D and one G step with
+    the losses of config["conditioning"], and ema_generator, the moving average of the
+    generator's weights (BatchNorm statistics included) after each step. The generator shifts
+    with every step of the two-player game; the average smooths that out (README: better
+    MNIST-FID, slightly less variety)."""
     import keras
     import tensorflow as tf
 
@@ -123,6 +140,7 @@ def make_gan(config):
             self.ema_generator = build_generator(**config)
             self.ema_generator.set_weights(self.generator.get_weights())
             self.noise_dim = config["noise_dim"]
+            self.acgan = config["conditioning"] == "acgan"
             for network in (self.generator, self.discriminator):
                 network.compile(optimizer=adam())
                 network.optimizer.build(network.trainable_variables)
@@ -133,6 +151,12 @@ def make_gan(config):
         @property
         def metrics(self):
             return list(self.trackers.values())
+
+        def judge(self, images, labels):
+            """(realness logits, digit logits or None): D in training mode, as in both steps."""
+            if self.acgan:
+                return self.discriminator(images, training=True)
+            return self.discriminator([images, labels], training=True), None
 
         def train_step(self, data):
             images, labels = data
@@ -147,23 +171,27 @@ def make_gan(config):
                 # Real and fake pass through D together in one batch, in training mode,
                 # exactly as in the generator step below.
                 fake = self.generator([noise, labels], training=True)
-                realness, digits = self.discriminator(tf.concat([real, fake], 0), training=True)
+                realness, digits = self.judge(tf.concat([real, fake], 0), tf.concat([labels, labels], 0))
                 real_logits, fake_logits = realness[:n], realness[n:]
-                # The classifier head learns digits from real images only, so fakes cannot
-                # teach it to accept them.
-                d_loss = (tf.reduce_mean(softplus(-real_logits)) + tf.reduce_mean(softplus(fake_logits))
-                          + CLASS_WEIGHT * digit_loss(labels, digits[:n]))
+                d_loss = tf.reduce_mean(softplus(-real_logits)) + tf.reduce_mean(softplus(fake_logits))
+                if digits is not None:
+                    # The classifier head learns digits from real images only, so fakes
+                    # cannot teach it to accept them.
+                    d_loss += CLASS_WEIGHT * digit_loss(labels, digits[:n])
             d_vars = self.discriminator.trainable_variables
             self.discriminator.optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
 
             noise = tf.random.normal((n, self.noise_dim))
             with tf.GradientTape() as tape:
                 fake = self.generator([noise, labels], training=True)
-                realness, digits = self.discriminator(fake, training=True)
-                g_loss = tf.reduce_mean(softplus(-realness)) + CLASS_WEIGHT * digit_loss(labels, digits)
+                realness, digits = self.judge(fake, labels)
+                g_loss = tf.reduce_mean(softplus(-realness))
+                if digits is not None:
+                    g_loss += CLASS_WEIGHT * digit_loss(labels, digits)
             g_vars = self.generator.trainable_variables
             self.generator.optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
-            analyze.update_moving_average(self.generator, self.ema_generator, EMA_DECAY)
+            analyze.update_moving_average(self.generator, self.ema_generator, EMA_DECAY,
+                                          self.generator.optimizer.iterations)
 
             for name, value in (("d_loss", d_loss), ("g_loss", g_loss),
                                 ("d_acc_real", tf.reduce_mean(tf.cast(real_logits > 0, tf.float32))),
@@ -264,6 +292,10 @@ def main(argv=None):
         if run.mode == 2:
             sampler = load_sampler(args.weights_dir)
         else:
+            if run.sources and "conditioning" not in run.record.get("config", {}):
+                # Weights from before the choice existed were all trained as AC-GAN.
+                run.config["conditioning"] = "acgan"
+                run.record["config"] = run.config
             gan = analyze.build_from_record(make_gan, run.config, args.weights_dir / WEIGHT_FILES[0], MAKE_COMMAND)
             if run.sources:
                 generator_path, discriminator_path, average_path = run.sources

@@ -4,13 +4,14 @@ generated digits reads real ones.
     python benchmarks/cas.py                     # 2,000 per digit from each shipped generator
     python benchmarks/cas.py --models GAN --per-digit 500
     python benchmarks/cas.py --quick             # a smoke test: 20 per digit, 1 epoch
+    python benchmarks/cas.py --models diffusion --weights-dir weights/in_progress   # a run in progress
 
-For each shipped generator it draws --per-digit digits of each class (seed --seed), trains the
+For each generator in --weights-dir (default weights/) it draws --per-digit digits of each class (seed --seed), trains the
 project's CNN (train_classifier.build_classifier, its optimizer and schedule) on them alone,
 and tests it on the 10,000 real MNIST test digits. The reference is the same CNN, trained the
 same way on the same number of real training digits. A generator whose digits look real and
 vary as real ones do scores close to the reference. The table is printed, and with
---save each generator's record gets its row under metrics.cas.
+--save each generator's record (in that folder) gets its row under metrics.cas.
 """
 
 import argparse
@@ -52,13 +53,15 @@ def real_subset(images, labels, per_digit, seed):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Classification Accuracy Score of the shipped generators.",
+    parser = argparse.ArgumentParser(description="Classification Accuracy Score of the trained generators.",
                                      allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--per-digit", type=int, default=PER_DIGIT, help="training digits per class and set")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="CNN training epochs, every set alike")
     parser.add_argument("--augment", action="store_true",
                         help="train with the classifier's augmentation (off: the digits alone are judged)")
-    parser.add_argument("--models", nargs="+", help="only these generators (MODEL_NAME; default: all shipped)")
+    parser.add_argument("--models", nargs="+", help="only these generators (MODEL_NAME; default: all trained)")
+    parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
+                        help="the folder holding the generators' weights")
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed for sampling and training")
     parser.add_argument("--save", action="store_true", help="store each generator's row in its weights record")
     parser.add_argument("--quick", action="store_true", help="20 per digit and 1 epoch: checks the plumbing")
@@ -72,10 +75,11 @@ def main():
         analyze.set_seed(args.seed)
         train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
         test_images, test_labels = analyze.load_digits_csv(analyze.TEST_CSV)
-        generators = [m for m in analyze.generator_modules(only_trained=True)
+        generators = [m for m in analyze.generator_modules(only_trained=True, weights_dir=args.weights_dir)
                       if not args.models or m.MODEL_NAME in args.models]
         if not generators:
-            analyze.fail("no shipped generator matches; train one (train_diffusion.py, train_gan.py)")
+            analyze.fail(f"no trained generator in {analyze.display_path(args.weights_dir)} matches; "
+                         "train one (train_diffusion.py, train_gan.py)")
         rows = []
         images, labels = real_subset(train_images, train_labels, args.per_digit, args.seed)
         rows.append(("real training digits", None,
@@ -83,7 +87,7 @@ def main():
         for module in generators:
             labels = analyze.requested_labels(None, args.per_digit)
             start = time.perf_counter()
-            images = module.load_sampler()(labels, args.seed)
+            images = module.load_sampler(args.weights_dir)(labels, args.seed)
             print(f"{module.MODEL_NAME}: drew {len(images):,} digits in {time.perf_counter() - start:.0f} s")
             rows.append((module.MODEL_NAME, module,
                          train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment,
@@ -100,7 +104,7 @@ def main():
     for name, module, acc in rows:
         print(f"| {name} | {acc:.2%} | {100 * (acc - reference):+.2f} points |")
         if args.save and module is not None:
-            weights = analyze.WEIGHTS_DIR / module.WEIGHT_FILES[0]
+            weights = args.weights_dir / module.WEIGHT_FILES[0]
             record = analyze.read_record(weights) or {}
             record.setdefault("metrics", {})["cas"] = {
                 "accuracy": round(acc, 5), "real_reference": round(reference, 5), "per_digit": args.per_digit,

@@ -166,18 +166,62 @@ def test_gan_resume_and_reproducible_generation(tmp_path, gan_run, tiny_csv):
     assert not np.array_equal(archives[0], archives[2])
 
 
-def test_gan_step_moves_the_average_generator_by_ema_decay():
-    gan = train_gan.make_gan({"noise_dim": 8, "width": 8})
+@pytest.mark.parametrize("conditioning", train_gan.CONDITIONINGS)
+def test_gan_step_moves_the_average_generator_by_the_warmed_up_decay(conditioning):
+    gan = train_gan.make_gan({"noise_dim": 8, "width": 8, "conditioning": conditioning})
     gan.compile()
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), np.arange(4)
     before = gan.ema_generator.get_weights()
-    gan.train_step((images, labels))
+    logs = gan.train_step((images, labels))
+    assert all(np.isfinite(float(v)) for v in logs.values()), logs
     after, generator = gan.ema_generator.get_weights(), gan.generator.get_weights()
-    decay = train_gan.EMA_DECAY
+    decay = 2 / 11  # after the first step: min(EMA_DECAY, (1 + 1) / (10 + 1)), the warm-up
     assert any(not np.allclose(g, b) for g, b in zip(generator, before))  # the step moved G
     for average, old, new in zip(after, before, generator):
-        np.testing.assert_allclose(average, decay * old + (1 - decay) * new, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(average, decay * old + (1 - decay) * new, rtol=1e-5, atol=1e-6)
+
+
+def test_moving_average_decay_reaches_its_setting_once_warmed_up():
+    import keras
+
+    network, average = (keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+                        for _ in range(2))
+    network.set_weights([np.ones((1, 1), np.float32)])
+    average.set_weights([np.zeros((1, 1), np.float32)])
+    analyze.update_moving_average(network, average, 0.999, 100_000)
+    np.testing.assert_allclose(average.get_weights()[0], 0.001, rtol=1e-4)
+
+
+def test_projection_discriminator_judges_the_digit_it_is_told():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    discriminator = train_gan.build_discriminator(8, "projection")
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32)
+    as_three = discriminator([images, np.full(3, 3, np.int32)], training=False)
+    as_seven = discriminator([images, np.full(3, 7, np.int32)], training=False)
+    assert as_three.shape == (3, 1) and not np.allclose(as_three, as_seven)
+
+
+def test_gan_continues_weights_from_before_conditioning_as_acgan(tmp_path, gan_run, tiny_csv):
+    copy_weights(gan_run, tmp_path, train_gan.WEIGHT_FILES[:2])
+    record_file = analyze.record_path(tmp_path / train_gan.WEIGHT_FILES[0])
+    record = json.loads(record_file.read_text())
+    assert record["config"]["conditioning"] == "projection"  # what a new run records
+    # A projection run's discriminator does not load into an AC-GAN's: one line naming it.
+    del record["config"]["conditioning"]
+    record_file.write_text(json.dumps(record))
+    result = run_script("train_gan.py", "--dry-run", "--csv", tiny_csv, "--weights-dir", tmp_path,
+                        "--figures-dir", tmp_path, "--num-per-digit", "1", "--digit", "0")
+    assert_clean_failure(result, "gan_discriminator.weights.h5", "does not fit")
+    # The shipped AC-GAN weights continue as AC-GAN, and the record says so from then on.
+    for name in ("gan_generator.weights.h5", "gan_discriminator.weights.h5", "gan_generator.json"):
+        (tmp_path / name).write_bytes((analyze.WEIGHTS_DIR / name).read_bytes())
+    result = run_script("train_gan.py", "--dry-run", "--csv", tiny_csv, "--weights-dir", tmp_path,
+                        "--figures-dir", tmp_path, "--num-per-digit", "1", "--digit", "0")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(record_file.read_text())["config"]["conditioning"] == "acgan"
 
 
 def test_gan_draws_with_the_average_generator_and_falls_back_for_old_weights(tmp_path, gan_run):

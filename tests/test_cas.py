@@ -1,0 +1,23 @@
+"""benchmarks/cas.py --quick: a CNN trained on generated digits is tested on real ones."""
+
+import re
+import shutil
+
+from conftest import assert_clean_failure, run_script
+
+
+def test_cas_quick_on_a_weights_folder(tmp_path):
+    # Only the GAN's files in the folder: the diffusion model is skipped for want of weights,
+    # which also shows --weights-dir is where the generators are looked for.
+    for name in ("gan_generator.weights.h5", "gan_generator.json", "gan_discriminator.weights.h5"):
+        shutil.copy(f"weights/{name}", tmp_path / name)
+    result = run_script("benchmarks/cas.py", "--quick", "--weights-dir", tmp_path, "--save")
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^\| (.+?) \| (\d+\.\d\d)% \|", result.stdout, re.M)
+    assert [name for name, _ in rows] == ["real training digits", "GAN"], result.stdout
+    assert '"cas"' in (tmp_path / "gan_generator.json").read_text()  # --save wrote into that folder
+
+
+def test_cas_without_generators_is_one_line(tmp_path):
+    assert_clean_failure(run_script("benchmarks/cas.py", "--quick", "--weights-dir", tmp_path),
+                         "no trained generator")
