@@ -53,6 +53,8 @@ DRY_RUN_BATCHES = 2
 
 # -- sampling -----------------------------------------------------------------------------
 STEPS = 20
+SPACINGS = ("angle", "logsnr")  # where the steps fall on the noise scale (sampling_angles)
+SPACING = "angle"
 SOLVERS = ("ddim", "dpm++2m")
 SOLVER = "ddim"
 GUIDANCE = 1.5  # benchmarks/diffusion_settings.py: the only tested scale meeting both bars
@@ -202,6 +204,23 @@ def load_diffusion(run):
 # Sampling
 # =========================================================================================
 
+def sampling_angles(steps, spacing=SPACING):
+    """The steps+1 noise angles a sampler walks, from pure noise down to 0 (the clean digit).
+
+    "angle": evenly spaced in angle, so the last estimate of the clean digit is made at angle
+    (pi/2)/steps, where the noise is still 2-20 grey levels and the network's best guess (a
+    mean over the digits it could be) leaves a haze on the paper. "logsnr": evenly spaced in
+    log signal-to-noise ratio between pi/2 - MIN_ANGLE and MIN_ANGLE, the smallest noise the
+    network was trained on, so the last estimate is made where there is almost nothing left
+    to guess; the steps are spread evenly over every scale of detail."""
+    if spacing not in SPACINGS:
+        raise DataError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    if spacing == "angle":
+        return np.append(np.maximum(np.linspace(MAX_ANGLE, 0.0, steps + 1)[:-1], MIN_ANGLE), 0.0)
+    noise_to_signal = np.geomspace(np.tan(MAX_ANGLE - MIN_ANGLE), np.tan(MIN_ANGLE), steps)
+    return np.append(np.arctan(noise_to_signal), 0.0)
+
+
 def solver_coefficients(angles, solver="ddim", eta=ETA):
     """Per step i (angles[i] -> angles[i+1]): the update x' = a x + b (c1 x0 + c2 x0_prev) + sigma z,
     where x0 is this step's estimate of the clean digit and x0_prev the previous step's.
@@ -264,7 +283,7 @@ class Sampler:
         """uint8 digits (N x 28 x 28, 0 = background) of the requested labels."""
         return self.with_steps(labels, seed, keep_steps=False, **settings)[0]
 
-    def with_steps(self, labels, seed=SEED, steps=STEPS, solver=SOLVER, guidance=GUIDANCE,
+    def with_steps(self, labels, seed=SEED, steps=STEPS, solver=SOLVER, spacing=SPACING, guidance=GUIDANCE,
                    guidance_interval=GUIDANCE_INTERVAL, eta=ETA, batch_size=SAMPLING_BATCH, progress=False,
                    keep_steps=True):
         """(digits, steps): the digits, and uint8 steps x N x 28 x 28 pictures of the clean
@@ -279,7 +298,7 @@ class Sampler:
         if solver not in SOLVERS:
             raise DataError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
         rng = np.random.default_rng(seed)
-        angles = np.maximum(np.linspace(MAX_ANGLE, 0.0, steps + 1), [MIN_ANGLE] * steps + [0.0])
+        angles = sampling_angles(steps, spacing)
         coefficients = solver_coefficients(angles, solver, eta)
         low, high = guidance_interval
         guided = [guidance != 1 and low < np.tan(angle) <= high for angle in angles[:-1]]
@@ -370,6 +389,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=STEPS, help="sampling steps")
     parser.add_argument("--solver", choices=SOLVERS, default=SOLVER,
                         help="ddim (first order) or dpm++2m (second order: fewer steps for the same digits)")
+    parser.add_argument("--spacing", choices=SPACINGS, default=SPACING,
+                        help="steps evenly spaced in noise angle, or in log signal-to-noise ratio "
+                             "(smaller last step: cleaner paper)")
     parser.add_argument("--guidance", type=float, default=GUIDANCE,
                         help="classifier-free guidance scale (1 = plain conditional, 0 = unconditional)")
     parser.add_argument("--guidance-interval", type=float, nargs=2, default=list(GUIDANCE_INTERVAL),
@@ -404,7 +426,8 @@ def main(argv=None):
 
         sampler = Sampler(model.ema_network)
         analyze.draw_and_save(lambda labels: sampler(labels, args.seed, steps=2 if args.dry_run else args.steps,
-                                                     solver=args.solver, guidance=args.guidance,
+                                                     solver=args.solver, spacing=args.spacing,
+                                                     guidance=args.guidance,
                                                      guidance_interval=tuple(args.guidance_interval), eta=args.eta,
                                                      progress=True),
                               args, "ddim_generated")

@@ -1,8 +1,9 @@
-"""Choose the diffusion sampler's defaults: sweep solver, steps, guidance and its interval.
+"""Choose the diffusion sampler's defaults: sweep solver, step spacing, steps, guidance and its interval.
 
     python benchmarks/diffusion_settings.py                       # ~5 min on 2 idle CPU cores
     python benchmarks/diffusion_settings.py --guidance 1 2 --steps 20
     python benchmarks/diffusion_settings.py --solvers dpm++2m --steps 8 10 --intervals 0,inf 0.3,5
+    python benchmarks/diffusion_settings.py --spacings angle logsnr --weights-dir weights/in_progress
 
 For every setting it draws --per-digit samples of each digit with the shipped weights and
 prints requested-digit accuracy, MNIST-FID against the test set (with the real-vs-real floor
@@ -11,12 +12,25 @@ guidance draws the requested digit more reliably but less variously; fewer steps
 """
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import analyze  # noqa: E402
+import train_diffusion  # noqa: E402  (TensorFlow loads later, inside it)
+
+
+def interval_argument(text):
+    """argparse type for LOW,HIGH: a guidance interval, or a one-line usage error."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"should be LOW,HIGH (e.g. 0.3,5 or 0,inf), got {text!r}") from None
+    if not 0 <= low < high:
+        raise argparse.ArgumentTypeError(f"needs 0 <= LOW < HIGH, got {text!r}")
+    return low, high
 
 
 def main():
@@ -24,16 +38,16 @@ def main():
                                      allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20])
-    parser.add_argument("--solvers", nargs="+", default=["ddim"], help="ddim and/or dpm++2m")
-    parser.add_argument("--intervals", nargs="+", default=["0,inf"],
+    parser.add_argument("--solvers", nargs="+", choices=train_diffusion.SOLVERS, default=["ddim"])
+    parser.add_argument("--spacings", nargs="+", choices=train_diffusion.SPACINGS, default=["angle"],
+                        help="steps evenly spaced in noise angle or in log signal-to-noise ratio")
+    parser.add_argument("--intervals", nargs="+", type=interval_argument, default=[(0.0, float("inf"))],
                         help="guidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
     parser.add_argument("--per-digit", type=int, default=100, help="samples per digit and setting")
     parser.add_argument("--seed", type=analyze.seed_argument, default=0, help="random seed")
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding diffusion_model.weights.h5")
     args = parser.parse_args()
-
-    import train_diffusion
 
     try:
         analyze.set_seed(args.seed)
@@ -48,23 +62,21 @@ def main():
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
           f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
           f"variety {floor['variety']:.2f}")
-    print("| solver | steps | guidance | interval | requested-digit accuracy | MNIST-FID | × floor | variety "
-          "| exactly-0 pixels | 4-29 pixels | tinted digits | digits/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for solver in args.solvers:
-        for steps in args.steps:
-            for interval in args.intervals:
-                low, high = (float(v) for v in interval.split(","))
-                for guidance in args.guidance:
-                    start = time.perf_counter()
-                    images = sampler(labels, args.seed, steps=steps, solver=solver, guidance=guidance,
-                                     guidance_interval=(low, high))
-                    speed = len(images) / (time.perf_counter() - start)
-                    score = metrics.score(images, labels)
-                    print(f"| {solver} | {steps} | {guidance:g} | ({low:g}, {high:g}] "
-                          f"| {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} "
-                          f"| {score['fid'] / floor['fid']:.2f} | {score['variety']:.2f} | {score['zero_pixels']:.1%} "
-                          f"| {score['grey_pixels']:.1%} | {score['tinted_digits']:.1%} | {speed:,.0f} |", flush=True)
+    print("| solver | spacing | steps | guidance | interval | requested-digit accuracy | MNIST-FID | × floor | variety "
+          "| exactly-0 pixels | 1-3 pixels | 4-29 pixels | tinted digits | digits/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance)
+    for solver, spacing, steps, (low, high), guidance in settings:
+        start = time.perf_counter()
+        images = sampler(labels, args.seed, steps=steps, solver=solver, spacing=spacing, guidance=guidance,
+                         guidance_interval=(low, high))
+        speed = len(images) / (time.perf_counter() - start)
+        score = metrics.score(images, labels)
+        print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] "
+              f"| {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} | {score['fid'] / floor['fid']:.2f} "
+              f"| {score['variety']:.2f} | {score['zero_pixels']:.1%} | {score['faint_pixels']:.1%} "
+              f"| {score['grey_pixels']:.1%} | {score['tinted_digits']:.1%} | {speed:,.0f} |", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -308,17 +308,38 @@ def close(a, b):
 
 
 @pytest.mark.parametrize("solver", train_diffusion.SOLVERS)
-def test_sampler_with_an_exact_network_recovers_the_clean_digit(mnist, solver):
+@pytest.mark.parametrize("spacing", train_diffusion.SPACINGS)
+def test_sampler_with_an_exact_network_recovers_the_clean_digit(mnist, solver, spacing):
     digits = mnist["x_test"][:4]
     sampler = train_diffusion.Sampler(StandIn(signed(digits), signed(digits)), compiled=False)
     for steps in (1, 5, 20):
-        out, estimates = sampler.with_steps(np.array([7, 2, 1, 0], np.int32), seed=3, steps=steps, solver=solver)
+        out, estimates = sampler.with_steps(np.array([7, 2, 1, 0], np.int32), seed=3, steps=steps, solver=solver,
+                                            spacing=spacing)
         assert close(out, digits), steps
         assert estimates.shape == (steps, 4, 28, 28)
 
 
-def test_solver_coefficients_keep_an_exact_estimate_exact():
-    angles = np.maximum(np.linspace(train_diffusion.MAX_ANGLE, 0, 11), [train_diffusion.MIN_ANGLE] * 10 + [0])
+def test_sampling_angles_walk_from_noise_to_the_clean_digit():
+    min_angle, max_angle = train_diffusion.MIN_ANGLE, train_diffusion.MAX_ANGLE
+    even = train_diffusion.sampling_angles(10, "angle")
+    np.testing.assert_allclose(even[:3], [max_angle, 0.9 * max_angle, 0.8 * max_angle])
+    logsnr = train_diffusion.sampling_angles(10, "logsnr")
+    for angles in (even, logsnr):
+        assert len(angles) == 11 and angles[-1] == 0 and (np.diff(angles) < 0).all()
+        assert angles[:-1].min() >= min_angle - 1e-12
+    # Log-SNR spacing: equal ratios of noise to signal, down to the smallest trained noise,
+    # where the angle spacing still stands at a tenth of the way.
+    ratios = np.diff(np.log(np.tan(logsnr[:-1])))
+    np.testing.assert_allclose(ratios, ratios[0])
+    np.testing.assert_allclose([logsnr[0], logsnr[-2]], [max_angle - min_angle, min_angle])
+    assert even[-2] > 7 * logsnr[-2]
+    with pytest.raises(analyze.DataError, match="unknown spacing"):
+        train_diffusion.sampling_angles(10, "cubic")
+
+
+@pytest.mark.parametrize("spacing", train_diffusion.SPACINGS)
+def test_solver_coefficients_keep_an_exact_estimate_exact(spacing):
+    angles = train_diffusion.sampling_angles(10, spacing)
     for solver in train_diffusion.SOLVERS:
         table = train_diffusion.solver_coefficients(angles, solver)
         a, b, c1, c2, sigma = table.T
