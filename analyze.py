@@ -565,9 +565,12 @@ def dry_run_safe(path, dry_run):
     return scratch / path.name if path.suffix else scratch
 
 
-def checked_config(record, default_config, weights_path, make_command):
+def checked_config(record, default_config, weights_path, make_command, legacy_config=None):
     """The builder arguments in a weights record, checked against the builder's defaults, so a
-    damaged record is one clear line instead of a traceback from deep inside Keras."""
+    damaged record is one clear line instead of a traceback from deep inside Keras.
+
+    A key the record lacks takes its value from legacy_config if it is there (what weights made
+    before that builder argument existed were built with), else from default_config."""
     config = (record or {}).get("config", default_config)
     where = display_path(record_path(weights_path))
     remake = f"fix it or remake the weights with `{make_command}`"
@@ -581,7 +584,7 @@ def checked_config(record, default_config, weights_path, make_command):
         expected = type(default_config[key])
         if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default_config[key], bool):
             raise DataError(f"{where}: config {key!r} should be {expected.__name__}, found {value!r}; {remake}")
-    return {**default_config, **config}
+    return {**default_config, **(legacy_config or {}), **config}
 
 
 def build_from_record(build, config, weights_path, make_command):
@@ -603,14 +606,16 @@ class Run:
         self.sources, self.targets = sources, targets
 
 
-def start_or_resume(mode, weights_dir, weight_files, default_config, builder, make_command, dry_run=False):
+def start_or_resume(mode, weights_dir, weight_files, default_config, builder, make_command, dry_run=False,
+                    legacy_config=None):
     """The one place a generator script decides how a run starts (mode 0 = from scratch,
     1 = continue, 2 = generate only).
 
     Continuing with no checkpoint yet starts from scratch. Starting from scratch first copies
     existing weights to *.previous.weights.h5. A dry run writes to a temporary folder when
     the weights live in weights/ (dry_run_safe). `weight_files` are file names in
-    `weights_dir`; the first one carries the record."""
+    `weights_dir`; the first one carries the record. A continued run's record is rewritten
+    with every builder argument (checked_config; legacy_config for keys older records lack)."""
     weights_dir = Path(weights_dir)
     sources = [weights_dir / name for name in weight_files]
     if mode == 1 and not sources[0].exists():
@@ -620,7 +625,7 @@ def start_or_resume(mode, weights_dir, weight_files, default_config, builder, ma
         config, record = dict(default_config), None
     else:
         record = read_record(sources[0])
-        config = checked_config(record, default_config, sources[0], make_command)
+        config = checked_config(record, default_config, sources[0], make_command, legacy_config)
     if mode == 2:
         for path in sources[:1]:  # said before TensorFlow loads, so it is said at once
             if not path.is_file():
@@ -632,6 +637,8 @@ def start_or_resume(mode, weights_dir, weight_files, default_config, builder, ma
     target_dir = dry_run_safe(weights_dir, dry_run)
     if record is None:
         record = {"builder": builder, "config": config, "training": {}}
+    else:
+        record["config"] = config
     return Run(mode, config, record, sources if mode == 1 else [], [target_dir / name for name in weight_files])
 
 
@@ -954,6 +961,7 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
         draw = module.load_sampler()
         draw(requested_labels(None, 1), seed)  # warm-up: graph tracing is not generation speed
         labels = requested_labels(None, samples_per_digit)
+        print(f"{name}: drawing {len(labels):,} digits ...", flush=True)  # the diffusion model takes minutes
         start = time.perf_counter()
         images = draw(labels, seed)
         seconds = time.perf_counter() - start

@@ -50,6 +50,7 @@ WEIGHT_FILES = ("gan_generator.weights.h5", "gan_discriminator.weights.h5", "gan
 MAKE_COMMAND = "python train_gan.py --from-scratch"
 BUILDER = "train_gan.build_generator"
 MODEL_CONFIG = {"noise_dim": 64, "width": 64, "conditioning": "projection"}
+LEGACY_CONFIG = {"conditioning": "acgan"}  # records from before the choice existed: all AC-GAN
 CONDITIONINGS = ("projection", "acgan")  # how D is told the digit (module docstring)
 
 # -- training -----------------------------------------------------------------------------
@@ -231,7 +232,8 @@ def load_sampler(weights_dir=analyze.WEIGHTS_DIR, weights_file=None):
     """The generator contract: a Sampler on the saved moving-average generator, or on the
     generator itself for weights trained before there was one. `weights_file`, a file name
     in weights_dir, draws with that file instead (to compare checkpoints of one run)."""
-    run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND)
+    run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
+                                  legacy_config=LEGACY_CONFIG)
     generator_path, _, average_path = run.sources
     generator = analyze.build_from_record(lambda config: build_generator(**config), run.config,
                                           generator_path, MAKE_COMMAND)
@@ -287,15 +289,11 @@ def main(argv=None):
     args = parse_args(argv)
     with analyze.generator_errors() as session:
         run = session.run = analyze.start_or_resume(args.mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG,
-                                                    BUILDER, MAKE_COMMAND, args.dry_run)
+                                                    BUILDER, MAKE_COMMAND, args.dry_run, LEGACY_CONFIG)
         analyze.set_seed(args.seed)
         if run.mode == 2:
             sampler = load_sampler(args.weights_dir)
         else:
-            if run.sources and "conditioning" not in run.record.get("config", {}):
-                # Weights from before the choice existed were all trained as AC-GAN.
-                run.config["conditioning"] = "acgan"
-                run.record["config"] = run.config
             gan = analyze.build_from_record(make_gan, run.config, args.weights_dir / WEIGHT_FILES[0], MAKE_COMMAND)
             if run.sources:
                 generator_path, discriminator_path, average_path = run.sources
