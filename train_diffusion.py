@@ -60,6 +60,7 @@ SOLVER = "ddim"
 GUIDANCE = 1.5  # benchmarks/diffusion_settings.py: the only tested scale meeting both bars
 GUIDANCE_INTERVAL = (0.0, math.inf)  # guide at noise-to-signal ratios tan(angle) in (low, high]
 ETA = 0.0
+PAPER_LEVEL = 0  # pictures' pixels at or below this grey level (of 255) are set to 0, the paper
 NUM_PER_DIGIT = 16
 SAMPLING_BATCH = 500
 MIN_ANGLE, MAX_ANGLE = 0.02, math.pi / 2  # signal = cos(angle), noise = sin(angle)
@@ -284,14 +285,16 @@ class Sampler:
         return self.with_steps(labels, seed, keep_steps=False, **settings)[0]
 
     def with_steps(self, labels, seed=SEED, steps=STEPS, solver=SOLVER, spacing=SPACING, guidance=GUIDANCE,
-                   guidance_interval=GUIDANCE_INTERVAL, eta=ETA, batch_size=SAMPLING_BATCH, progress=False,
-                   keep_steps=True):
+                   guidance_interval=GUIDANCE_INTERVAL, eta=ETA, paper_level=PAPER_LEVEL, batch_size=SAMPLING_BATCH,
+                   progress=False, keep_steps=True):
         """(digits, steps): the digits, and uint8 steps x N x 28 x 28 pictures of the clean
         digit as the network estimated it at each step (empty unless keep_steps).
 
         Guidance applies while the noise-to-signal ratio tan(angle) lies in guidance_interval
         (low, high]; elsewhere the plain conditional prediction is used, which also halves
-        those steps' cost."""
+        those steps' cost. Pixels at or below paper_level become 0: the network's estimate of
+        blank paper is a mean over what could be there, a few grey levels above 0, where
+        MNIST's paper is exactly 0 (README: with and without)."""
         import keras
         import tensorflow as tf
 
@@ -302,6 +305,12 @@ class Sampler:
         coefficients = solver_coefficients(angles, solver, eta)
         low, high = guidance_interval
         guided = [guidance != 1 and low < np.tan(angle) <= high for angle in angles[:-1]]
+
+        def pixels(x0):
+            digits = analyze.from_signed_unit(x0)
+            digits[digits <= paper_level] = 0
+            return digits
+
         digits, estimates = [], []
         bar = (keras.utils.Progbar(len(labels) * steps, unit_name="digit-step",
                                    verbose=1 if sys.stdout.isatty() else 2) if progress else None)
@@ -318,10 +327,10 @@ class Sampler:
                                    tf.constant(guidance, tf.float32), guided[i],
                                    tf.constant(coefficients[i]), x0, noise)
                 if keep_steps:
-                    batch_estimates.append(analyze.from_signed_unit(x0))
+                    batch_estimates.append(pixels(x0))
                 if bar:
                     bar.add(n)
-            digits.append(analyze.from_signed_unit(x0))  # the last step's x0 is the clean prediction
+            digits.append(pixels(x0))  # the last step's x0 is the clean prediction
             estimates.append(np.stack(batch_estimates, 0) if keep_steps else np.zeros((0, n, 28, 28), np.uint8))
         return np.concatenate(digits), np.concatenate(estimates, axis=1)
 
@@ -397,6 +406,8 @@ def parse_args(argv=None):
     parser.add_argument("--guidance-interval", type=float, nargs=2, default=list(GUIDANCE_INTERVAL),
                         metavar=("LOW", "HIGH"),
                         help="guide only at noise-to-signal ratios tan(angle) in (LOW, HIGH]")
+    parser.add_argument("--paper-level", type=int, default=PAPER_LEVEL,
+                        help="pixels at or below this grey level (0-255) are drawn as blank paper (0 = as estimated)")
     parser.add_argument("--eta", type=float, default=ETA,
                         help="DDIM eta: 0 deterministic, 1 DDPM-like (ddim solver only)")
     args = analyze.parse_generator_args(parser, argv)
@@ -404,6 +415,8 @@ def parse_args(argv=None):
         parser.error(f"--steps must be at least 1, got {args.steps}")
     if args.guidance < 0:
         parser.error("--guidance must be 0 or more")
+    if not 0 <= args.paper_level <= 255:
+        parser.error(f"--paper-level must be 0-255, got {args.paper_level}")
     if not 0 <= args.eta <= 1:
         parser.error("--eta must be between 0 and 1")
     if args.eta > 0 and args.solver != "ddim":
@@ -429,7 +442,7 @@ def main(argv=None):
                                                      solver=args.solver, spacing=args.spacing,
                                                      guidance=args.guidance,
                                                      guidance_interval=tuple(args.guidance_interval), eta=args.eta,
-                                                     progress=True),
+                                                     paper_level=args.paper_level, progress=True),
                               args, "ddim_generated")
 
 

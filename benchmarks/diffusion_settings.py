@@ -43,6 +43,8 @@ def main():
                         help="steps evenly spaced in noise angle or in log signal-to-noise ratio")
     parser.add_argument("--intervals", nargs="+", type=interval_argument, default=[(0.0, float("inf"))],
                         help="guidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
+    parser.add_argument("--paper-levels", type=int, nargs="+", default=[0],
+                        help="pixels at or below this grey level are set to 0 (the sampler's paper_level)")
     parser.add_argument("--per-digit", type=int, default=100, help="samples per digit and setting")
     parser.add_argument("--seed", type=analyze.seed_argument, default=0, help="random seed")
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
@@ -62,17 +64,18 @@ def main():
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
           f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
           f"variety {floor['variety']:.2f}")
-    print("| solver | spacing | steps | guidance | interval | requested-digit accuracy | MNIST-FID | × floor | variety "
+    print("| solver | spacing | steps | guidance | interval | paper level | requested-digit accuracy | MNIST-FID | × floor | variety "
           "| exactly-0 pixels | 1-3 pixels | 4-29 pixels | tinted digits | digits/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance)
-    for solver, spacing, steps, (low, high), guidance in settings:
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance,
+                                 args.paper_levels)
+    for solver, spacing, steps, (low, high), guidance, paper_level in settings:
         start = time.perf_counter()
         images = sampler(labels, args.seed, steps=steps, solver=solver, spacing=spacing, guidance=guidance,
-                         guidance_interval=(low, high))
+                         guidance_interval=(low, high), paper_level=paper_level)
         speed = len(images) / (time.perf_counter() - start)
         score = metrics.score(images, labels)
-        print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] "
+        print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] | {paper_level} "
               f"| {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} | {score['fid'] / floor['fid']:.2f} "
               f"| {score['variety']:.2f} | {score['zero_pixels']:.1%} | {score['faint_pixels']:.1%} "
               f"| {score['grey_pixels']:.1%} | {score['tinted_digits']:.1%} | {speed:,.0f} |", flush=True)

@@ -95,6 +95,15 @@ def test_generator_scripts_reject_bad_flags_alike(script):
         assert_clean_failure(run_script(script, *flags), message)
 
 
+def test_diffusion_rejects_bad_sampler_flags():
+    for flags, message in ((["--steps", "0"], "--steps must be at least 1"),
+                           (["--paper-level", "256"], "--paper-level must be 0-255"),
+                           (["--spacing", "cubic"], "invalid choice"),
+                           (["--guidance-interval", "5", "1"], "--guidance-interval needs"),
+                           (["--solver", "dpm++2m", "--eta", "0.5"], "--eta goes with --solver ddim")):
+        assert_clean_failure(run_script("train_diffusion.py", "--mode", "2", *flags), message)
+
+
 @pytest.mark.parametrize("script, mode_flag", [("train_diffusion.py", "--mode=2"), ("train_gan.py", "--generate")])
 def test_missing_junk_and_mismatched_weights_fail_in_one_line(tmp_path, script, mode_flag, diffusion_run, gan_run):
     module, run_dir = {"train_diffusion.py": (train_diffusion, diffusion_run),
@@ -317,6 +326,20 @@ def test_sampler_with_an_exact_network_recovers_the_clean_digit(mnist, solver, s
                                             spacing=spacing)
         assert close(out, digits), steps
         assert estimates.shape == (steps, 4, 28, 28)
+
+
+def test_paper_level_blanks_only_the_faintest_pixels(mnist):
+    digits = mnist["x_test"][:4].copy()
+    digits[:, :3] = 2  # a faint haze along the top edge, where MNIST's paper is blank
+    sampler = train_diffusion.Sampler(StandIn(signed(digits), signed(digits)), compiled=False)
+    labels = np.array([7, 2, 1, 0], np.int32)
+    as_estimated = sampler(labels, seed=3, steps=5)
+    assert close(as_estimated, digits) and (as_estimated[:, :3] > 0).any()
+    cleaned, steps = sampler.with_steps(labels, seed=3, steps=5, paper_level=3)
+    assert (cleaned[:, :3] == 0).all()
+    ink = as_estimated > 3
+    np.testing.assert_array_equal(cleaned[ink], as_estimated[ink])  # the digit itself is untouched
+    np.testing.assert_array_equal(steps[-1], cleaned)
 
 
 def test_sampling_angles_walk_from_noise_to_the_clean_digit():
