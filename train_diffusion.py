@@ -252,6 +252,12 @@ def solver_coefficients(angles, solver="ddim", eta=ETA):
     return np.array(rows, np.float32)
 
 
+def blank_paper(digits, paper_level):
+    """uint8 digits with every pixel at or below paper_level set to 0 (in place; returned)."""
+    digits[digits <= paper_level] = 0
+    return digits
+
+
 class Sampler:
     """DDIM or DPM-Solver++(2M) over the angle schedule, with classifier-free guidance.
 
@@ -307,9 +313,7 @@ class Sampler:
         guided = [guidance != 1 and low < np.tan(angle) <= high for angle in angles[:-1]]
 
         def pixels(x0):
-            digits = analyze.from_signed_unit(x0)
-            digits[digits <= paper_level] = 0
-            return digits
+            return blank_paper(analyze.from_signed_unit(x0), paper_level)
 
         digits, estimates = [], []
         bar = (keras.utils.Progbar(len(labels) * steps, unit_name="digit-step",

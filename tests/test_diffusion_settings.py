@@ -7,10 +7,19 @@ from conftest import assert_clean_failure, run_script
 
 def test_sweeps_every_combination_of_the_shipped_weights():
     result = run_script("benchmarks/diffusion_settings.py", "--per-digit", "2", "--steps", "2",
-                        "--guidance", "1.5", "--solvers", "ddim", "dpm++2m", "--spacings", "angle", "logsnr")
+                        "--guidance", "1.5", "--solvers", "ddim", "dpm++2m", "--spacings", "angle", "logsnr",
+                        "--paper-levels", "0", "3")
     assert result.returncode == 0, result.stderr
-    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| 0 \|", result.stdout, re.M)
-    assert sorted(rows) == sorted((s, p) for s in ("ddim", "dpm++2m") for p in ("angle", "logsnr")), result.stdout
+    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| (0|3) \|"
+                      r".* \| ([\d.]+)% \| ([\d.]+)% \| [\d.]+% \| [\d.]+% \| [\d,]+ \|$", result.stdout, re.M)
+    settings = [row[:3] for row in rows]
+    assert sorted(settings) == sorted((s, p, level) for s in ("ddim", "dpm++2m") for p in ("angle", "logsnr")
+                                      for level in "03"), result.stdout
+    by_level = {row[:3]: tuple(map(float, row[3:])) for row in rows}
+    for solver, spacing, _ in settings:  # blanking 1-3 moves those pixels to 0, nothing else
+        zero, faint = by_level[solver, spacing, "0"]
+        zero_blanked, faint_blanked = by_level[solver, spacing, "3"]
+        assert faint_blanked == 0 and abs(zero_blanked - (zero + faint)) <= 0.11
 
 
 def test_an_unknown_spacing_is_one_line():
