@@ -20,6 +20,7 @@ import pytest
 
 import analyze
 import analyze_classifier
+import train_diffusion
 from conftest import ROOT, assert_clean_failure, run_script
 from web import server
 
@@ -125,7 +126,7 @@ def test_models_says_what_loaded(web):
     assert status == 200
     assert data["classifier"] == {"ready": True, "name": "CNN", "error": None}
     generators = {g["key"]: g for g in data["generators"]}
-    assert generators["diffusion"]["ready"] and generators["diffusion"]["steps"] == 20
+    assert generators["diffusion"]["ready"] and generators["diffusion"]["steps"] == train_diffusion.STEPS
     assert generators["gan"]["ready"] and generators["gan"]["steps"] == 1
     assert generators["gan"]["default_seed"] == 42 and generators["diffusion"]["default_seed"] == 42
     assert data["limits"]["max_count"] == server.MAX_COUNT
@@ -203,10 +204,10 @@ def test_gan_digits_are_the_command_lines(web, tmp_path):
 def test_diffusion_answers_with_its_denoising_steps(web):
     status, _, data = post(web, "/api/generate", {"model": "diffusion", "digit": 8, "count": 2, "seed": 5})
     assert status == 200, data
-    assert data["num_steps"] == 20
+    assert data["num_steps"] == train_diffusion.STEPS
     assert data["command"] == "python train_diffusion.py --generate --digit 8 --seed 5 --num-per-digit 2"
     digits, steps = decode_png_url(data["digits"]), decode_png_url(data["steps"])
-    assert digits.shape == (28, 56) and steps.shape == (20 * 28, 56)
+    assert digits.shape == (28, 56) and steps.shape == (train_diffusion.STEPS * 28, 56)
     np.testing.assert_array_equal(steps[-28:], digits)  # the last estimate is the digit
     assert np.abs(steps[:28].astype(int) - digits).mean() > 5  # the first one is still a blur
     np.testing.assert_array_equal(digits, server.sheet(sampled(web, "diffusion", 8, 2, 5)[None]))

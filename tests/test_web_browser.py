@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import analyze
+import train_diffusion
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -193,8 +194,9 @@ def test_screenshot_with_all_three_parts(browser):
         assert len(panel.find_elements("css selector", ".tile canvas")) == 16
     diffusion = panels["diffusion"]
     wait_for(browser, lambda d: diffusion.get_attribute("data-playing") == "false")
-    assert len(diffusion.find_elements("css selector", ".frame canvas")) == 20
-    assert diffusion.find_element("css selector", ".step-label").text.startswith("step 20 of 20")
+    steps = train_diffusion.STEPS
+    assert len(diffusion.find_elements("css selector", ".frame canvas")) == steps
+    assert diffusion.find_element("css selector", ".step-label").text.startswith(f"step {steps} of {steps}")
     # Select a sample: the filmstrip follows it.
     diffusion.find_elements("css selector", ".tile")[5].click()
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
