@@ -1,6 +1,6 @@
 """train_diffusion.py and train_gan.py end to end: prompt, dry-run training, resume,
 generation, archives, reproducibility, bad input; the contract both keep for analyze.py
-and the web page; and the DDIM sampler against a network that knows the answer."""
+and the web page; and the diffusion sampler against a network that knows the answer."""
 
 import json
 
@@ -282,7 +282,7 @@ def test_sampler_draws_what_the_command_line_draws(tmp_path, module, diffusion_r
                                       module.load_sampler(run_dir)(analyze.requested_labels(5, 3), 9))
 
 
-# -- DDIM against stand-in networks ------------------------------------------------------------
+# -- The diffusion sampler against stand-in networks ------------------------------------------
 
 def oracle_v(x, angle, clean):
     """The exact v for a noisy x whose clean digit is `clean`: v = (cos x - clean) / sin."""

@@ -354,7 +354,7 @@
     const panel = $('#panel-template').content.firstElementChild.cloneNode(true);
     const info = generators[key] || { name: key };
     panel.dataset.model = key;
-    $('h3', panel).textContent = key === 'diffusion' ? 'Diffusion (DDIM)' : info.name;
+    $('h3', panel).textContent = key === 'diffusion' ? 'Diffusion' : info.name;
     results.append(panel);
     return panel;
   }
