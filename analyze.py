@@ -961,7 +961,7 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
         draw = module.load_sampler()
         draw(requested_labels(None, 1), seed)  # warm-up: graph tracing is not generation speed
         labels = requested_labels(None, samples_per_digit)
-        print(f"{name}: drawing {len(labels):,} digits ...", flush=True)  # the diffusion model takes minutes
+        print(f"{name}: drawing {len(labels):,} digits ...", flush=True)  # the diffusion model takes a while
         start = time.perf_counter()
         images = draw(labels, seed)
         seconds = time.perf_counter() - start

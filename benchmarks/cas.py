@@ -6,9 +6,9 @@ generated digits reads real ones.
     python benchmarks/cas.py --quick             # a smoke test: 20 per digit, 1 epoch
     python benchmarks/cas.py --models diffusion --weights-dir weights/in_progress   # a run in progress
 
-For each generator in --weights-dir (default weights/) it draws --per-digit digits of each class (seed --seed), trains the
-project's CNN (train_classifier.build_classifier, its optimizer and schedule) on them alone,
-and tests it on the 10,000 real MNIST test digits. The reference is the same CNN, trained the
+For each generator in --weights-dir (default weights/) it draws --per-digit digits of each
+class (seed --seed), trains the project's CNN (train_classifier.build_classifier, its optimizer
+and schedule) on them alone, and tests it on the 10,000 real MNIST test digits. The reference is the same CNN, trained the
 same way on the same number of real training digits. A generator whose digits look real and
 vary as real ones do scores close to the reference. The table is printed, and with
 --save each generator's record (in that folder) gets its row under metrics.cas.

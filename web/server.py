@@ -675,9 +675,12 @@ def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
         server = bind(host, port)  # first: a busy port fails at once, not after loading the models
     except DataError as exc:
         analyze.fail(exc)
-    previous_handler = None
+    previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
-        previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill` stops it as Ctrl-C does
+        # `kill` stops it as Ctrl-C does; and Ctrl-C always does, even when it was started from a
+        # shell's background job, which leaves SIGINT ignored and Python then does not handle it.
+        previous_handlers = {signal.SIGTERM: signal.signal(signal.SIGTERM, _stop_on_sigterm),
+                             signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         if not server.app.loopback_only:
             print(f"warning: listening on {host}: any machine that can reach this one can use the page "
@@ -697,8 +700,8 @@ def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
                 server.app.models.wait_idle(SHUTDOWN_WAIT_S, log=lambda line: print(line, flush=True))
             except KeyboardInterrupt:
                 pass
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
 
 
 def _stop_on_sigterm(signum, frame):
