@@ -79,6 +79,17 @@ def fail(message, code=1):
     sys.exit(code)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each flag's default, except where there is none to show (None, or a
+    switch such as --from-scratch that only sets another flag) or the help already says it."""
+
+    def _get_help_string(self, action):
+        if (action.default is None or action.const is not None
+                or "(default" in (action.help or "")):
+            return action.help
+        return super()._get_help_string(action)
+
+
 # =========================================================================================
 # Data: the bundled MNIST copy, digit CSVs (validated, cached), the validation split
 # =========================================================================================
@@ -737,7 +748,7 @@ def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_
     """The flags both generator scripts take, with the same names and meanings; a script adds
     its own, then calls parse_generator_args."""
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--mode", type=int, choices=(0, 1, 2),
                        help="0 = train from scratch, 1 = continue training, 2 = generate only")
@@ -1004,7 +1015,7 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--samples-per-digit", type=int, default=METRIC_SAMPLES_PER_DIGIT,
                         help="generated digits per class for the generator metrics")
     parser.add_argument("--seed", type=seed_argument, default=0, help="random seed")

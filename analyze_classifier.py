@@ -177,7 +177,7 @@ def recognize_pictures(classifier, paths, as_json, figures_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate the digit classifier or recognize pictures.",
-                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--csv", type=Path, default=TEST_CSV,
                         help="CSV to evaluate: label + 784 pixels, or the 784 pixels alone (Kaggle's test.csv)")

@@ -54,7 +54,7 @@ def real_subset(images, labels, per_digit, seed):
 
 def main():
     parser = argparse.ArgumentParser(description="Classification Accuracy Score of the trained generators.",
-                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     parser.add_argument("--per-digit", type=int, default=PER_DIGIT, help="training digits per class and set")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="CNN training epochs, every set alike")
     parser.add_argument("--augment", action="store_true",

@@ -35,7 +35,7 @@ def interval_argument(text):
 
 def main():
     parser = argparse.ArgumentParser(description="Sweep the diffusion sampler's guidance and steps.",
-                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--solvers", nargs="+", choices=train_diffusion.SOLVERS, default=["ddim"])

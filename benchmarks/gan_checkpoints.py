@@ -35,7 +35,7 @@ def load_generator(path):
 
 def main():
     parser = argparse.ArgumentParser(description="Score GAN generator weights files side by side.",
-                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     parser.add_argument("weights", nargs="+", type=Path, help="generator weights files (.weights.h5)")
     parser.add_argument("--per-digit", type=int, default=PER_DIGIT, help="generated digits per class")
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed")

@@ -136,7 +136,7 @@ def run(variant, real_images, steps, every, metrics):
 
 def main():
     parser = argparse.ArgumentParser(description="Reproduce and measure the seed GAN's failure.",
-                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     parser.add_argument("--steps", type=int, default=600, help="D steps per variant (each with 2 G steps)")
     parser.add_argument("--every", type=int, default=100, help="print averages every this many steps")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)

@@ -56,7 +56,7 @@ def seconds_per_step(model, steps, seed):
 
 def main():
     parser = argparse.ArgumentParser(description="Time the generators' training steps without and with XLA.",
-                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     parser.add_argument("--models", nargs="+", help="only these (diffusion, GAN; default: both)")
     parser.add_argument("--steps", type=int, default=40, help="timed batches of 128 per setting")
     parser.add_argument("--seed", type=analyze.seed_argument, default=0, help="random seed")

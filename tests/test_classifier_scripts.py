@@ -3,6 +3,8 @@
 import json
 import shutil
 
+import h5py
+import numpy as np
 import pytest
 
 import analyze
@@ -40,8 +42,35 @@ def test_dry_run_saves_weights_record_and_curves(dry_weights):
     assert record["training"]["epochs"] == 1 and "wall_time_s" in record["training"]
     assert 0 <= record["metrics"]["test_accuracy"] <= 1
     assert (dry_weights.parent / "classifier_cnn_training_curves.png").stat().st_size > 1000
+    with h5py.File(dry_weights) as saved:  # inference only: no optimizer state in the file
+        assert "layers" in saved and "optimizer" not in saved
     leftovers = [p.name for p in dry_weights.parent.iterdir() if p.name.startswith((".tmp", ".best", ".backup"))]
     assert leftovers == []
+
+
+def test_checkpoint_holds_the_averaged_weights_not_the_last_steps(tmp_path, mnist):
+    """Validation and the best-epoch checkpoint see the optimizer's moving average of the
+    weights: the callbacks swap it in before the checkpoint is written (and the fit ends with
+    it in the model)."""
+    import keras
+
+    class LastStep(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.weights = [v.numpy().copy() for v in self.model.trainable_weights]
+
+    images, labels = mnist["x_train"][:512], mnist["y_train"][:512]
+    batches = train_classifier.make_dataset(images, labels, 64, True, True, seed=0)
+    model = train_classifier.build_classifier("cnn")
+    train_classifier.compile_classifier(model, "cnn", len(batches))
+    last_step, best = LastStep(), tmp_path / "best.weights.h5"
+    model.fit(batches, validation_data=batches.take(2), epochs=1, verbose=0,
+              callbacks=[last_step, *train_classifier.training_callbacks(best)])
+    saved = train_classifier.build_classifier("cnn")
+    saved.load_weights(best)
+    saved_weights = [v.numpy() for v in saved.trainable_weights]
+    for checkpoint, final in zip(saved_weights, [v.numpy() for v in model.trainable_weights]):
+        np.testing.assert_array_equal(checkpoint, final)
+    assert not all(np.allclose(checkpoint, raw) for checkpoint, raw in zip(saved_weights, last_step.weights))
 
 
 def test_mlp_dry_run(tmp_path, tiny_csv):
