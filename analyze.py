@@ -394,7 +394,7 @@ def command_line():
             return f"{flag}={shown(value)}"
         return display_path(arg) if os.path.isabs(arg) else arg
 
-    return "python " + " ".join([Path(sys.argv[0]).name] + [shown(a) for a in sys.argv[1:]])
+    return "python " + " ".join([display_path(Path(sys.argv[0]).resolve())] + [shown(a) for a in sys.argv[1:]])
 
 
 def load_weights_or_fail(model, weights_path, make_command):
@@ -564,16 +564,23 @@ def set_seed(seed):
     print(f"seed: {seed}")
 
 
+_dry_run_folder = None  # one scratch folder per dry run, for its weights and its pictures alike
+
+
 def dry_run_safe(path, dry_run):
-    """Where a run may write `path` (a weights file or folder). A dry run proves the plumbing
-    and never writes over weights in weights/: it writes to a new temporary folder instead.
-    Every training script asks here before it writes."""
+    """Where a run may write `path` (a weights file or folder, or a figures folder). A dry run
+    proves the plumbing and never writes over the shipped weights in weights/ or the pictures
+    in generated_digits/: it writes to a new temporary folder instead. Every training script
+    asks here before it writes."""
+    global _dry_run_folder
     path = Path(path)
-    if not dry_run or not path.resolve().is_relative_to(WEIGHTS_DIR):
+    if not dry_run or not any(path.resolve().is_relative_to(d) for d in (WEIGHTS_DIR, FIGURES_DIR)):
         return path
-    scratch = Path(tempfile.mkdtemp(prefix="mnist-dry-run-"))
-    print(f"dry run: writing to {scratch} instead of {display_path(path)} (weights/ is never touched)")
-    return scratch / path.name if path.suffix else scratch
+    if _dry_run_folder is None:
+        _dry_run_folder = Path(tempfile.mkdtemp(prefix="mnist-dry-run-"))
+    print(f"dry run: writing to {_dry_run_folder} instead of {display_path(path)} "
+          "(weights/ and generated_digits/ are never touched)")
+    return _dry_run_folder / path.name if path.suffix else _dry_run_folder
 
 
 def checked_config(record, default_config, weights_path, make_command, legacy_config=None):
@@ -778,6 +785,7 @@ def parse_generator_args(parser, argv=None):
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.output is not None and args.output.suffix != ".npz":
         parser.error("--output must end in .npz")
+    args.figures_dir = dry_run_safe(args.figures_dir, args.dry_run)
     return args
 
 

@@ -285,6 +285,7 @@ def install(model, args, history, wall_time, result, best_path):
 def main(argv=None):
     args = parse_args(argv)
     args.weights = analyze.dry_run_safe(args.weights, args.dry_run)
+    args.figures_dir = analyze.dry_run_safe(args.figures_dir, args.dry_run)
     try:
         model, history, wall_time, result, best_path = train(args)
         install(model, args, history, wall_time, result, best_path)

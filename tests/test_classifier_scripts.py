@@ -34,6 +34,7 @@ def test_help_answers_without_tensorflow():
         result = run_script("-c", code)
         assert result.returncode == 0, result.stderr
         assert "default" in result.stdout
+        assert "(default: None)" not in result.stdout, script
 
 
 def test_dry_run_saves_weights_record_and_curves(dry_weights):
