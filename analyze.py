@@ -471,21 +471,42 @@ def _save_figure(fig, path):
     return path
 
 
+def digit_mosaic(images, columns, gap=6):
+    """Digits (N x 28 x 28) tiled row by row into one image, with `gap` pixels of paper (0)
+    between them."""
+    images = np.asarray(images)
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    cell = 28 + gap
+    mosaic = np.zeros((rows * cell - gap, columns * cell - gap), images.dtype)
+    for i, image in enumerate(images):
+        top, left = (i // columns) * cell, (i % columns) * cell
+        mosaic[top:top + 28, left:left + 28] = image
+    return mosaic
+
+
 def save_image_grid(images, path, titles=None, columns=10, title=None, cell_inches=0.9):
     """Save digits (N x 28 x 28, 0 = background) as a grid of black-on-white pictures."""
     plt = _pyplot()
     images = np.asarray(images)
     rows = max(1, int(np.ceil(len(images) / columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * cell_inches, rows * cell_inches
-                                                     + (0.4 if title else 0)), squeeze=False)
-    for i, ax in enumerate(axes.flat):
+    figsize = (columns * cell_inches, rows * cell_inches + (0.4 if title else 0))
+    if titles is None:
+        # One picture of all the digits: drawing one axes is ~10x faster than a hundred, the
+        # difference between a 1- and a 10-second wait for a generator's ten 100-digit grids.
+        fig, ax = plt.subplots(figsize=figsize)
+        ax.imshow(digit_mosaic(images, columns), cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
         ax.axis("off")
-        if i < len(images):
-            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
-            if titles is not None:
+        if title:
+            ax.set_title(title, fontsize=10)
+    else:
+        fig, axes = plt.subplots(rows, columns, figsize=figsize, squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < len(images):
+                ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
                 ax.set_title(titles[i], fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
+        if title:
+            fig.suptitle(title, fontsize=10)
     return _save_figure(fig, path)
 
 

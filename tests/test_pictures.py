@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import analyze
 import analyze_classifier as ac
 from analyze import DataError
 
@@ -82,3 +83,14 @@ def test_unreadable_and_blank_pictures_raise_clear_errors(tmp_path):
         ac.load_picture(blank)
     with pytest.raises(DataError, match="cannot read"):
         ac.load_picture(tmp_path / "missing.png")
+
+
+def test_digit_mosaic_puts_each_digit_in_its_cell_on_blank_paper(mnist):
+    digits = mnist["x_test"][:7]
+    mosaic = analyze.digit_mosaic(digits, columns=3, gap=6)
+    assert mosaic.shape == (3 * 34 - 6, 3 * 34 - 6)
+    for i, digit in enumerate(digits):
+        top, left = (i // 3) * 34, (i % 3) * 34
+        np.testing.assert_array_equal(mosaic[top:top + 28, left:left + 28], digit)
+    assert mosaic[28:34].max() == 0 and mosaic[:, 28:34].max() == 0  # the paper between them
+    assert mosaic[68:, 34:].max() == 0  # the last row's two empty cells
