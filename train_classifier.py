@@ -5,8 +5,9 @@
     python train_classifier.py --arch mlp      # the seed's dense network, under a minute
     python train_classifier.py --dry-run       # a few batches, to check the plumbing
 
-Both train on randomly rotated, shifted, scaled, sheared and thickened/thinned digits, so
-they also read handwriting that is less tidy than MNIST's (and the MLP overfits less). Validation,
+Both train on digits of which half are randomly rotated, shifted, scaled and sheared and 30%
+thickened or thinned, so they also read handwriting that is less tidy than MNIST's (and the
+MLP overfits less). Validation,
 the best-epoch checkpoint and the saved weights use a moving average of the weights over the last
 ~100 steps. An interrupted run (Ctrl-C, crash) resumes from its last finished epoch when started
 again with the same arguments, and finished weights replace existing ones only if they are at
