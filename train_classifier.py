@@ -7,11 +7,10 @@
 
 Both train on digits of which half are randomly rotated, shifted, scaled and sheared and 30%
 thickened or thinned, so they also read handwriting that is less tidy than MNIST's (and the
-MLP overfits less). Validation,
-the best-epoch checkpoint and the saved weights use a moving average of the weights over the last
-~100 steps. An interrupted run (Ctrl-C, crash) resumes from its last finished epoch when started
-again with the same arguments, and finished weights replace existing ones only if they are at
-least as accurate.
+MLP overfits less). Validation, the best-epoch checkpoint and the saved weights use a moving
+average of the weights over the last ~100 steps. An interrupted run (Ctrl-C, crash) resumes
+from its last finished epoch when started again with the same arguments, and finished weights
+replace existing ones only if they are at least as accurate.
 
 This file is the one home of the classifier architecture: analyze_classifier.py and
 analyze.py rebuild it with build_classifier() / load_classifier().
