@@ -211,14 +211,23 @@ class Sampler:
     """The generator contract's sampler (analyze.GENERATOR_SCRIPTS): the seed fixes the noise."""
 
     def __init__(self, generator):
+        import tensorflow as tf
+
         self.generator = generator
         self.noise_dim = generator.inputs[0].shape[-1]
+        # A traced graph rather than eager calls: 10,000 digits in 2.2-2.4 s instead of 2.6-2.8
+        # in `train_gan.py --generate` on the 2-core CPU, tracing included (issue 9's notes).
+        self._generate = tf.function(self._forward, reduce_retracing=True)
+
+    def _forward(self, noise, labels):
+        return self.generator([noise, labels], training=False)
 
     def __call__(self, labels, seed=SEED, noise=None):
         """uint8 digits (0 = background) for the requested labels; one call per 2,000."""
         if noise is None:
             noise = np.random.default_rng(seed).standard_normal((len(labels), self.noise_dim), dtype=np.float32)
-        out = [self.generator([noise[i:i + GENERATION_BATCH], labels[i:i + GENERATION_BATCH]], training=False)
+        labels = np.asarray(labels, np.int32)
+        out = [self._generate(noise[i:i + GENERATION_BATCH], labels[i:i + GENERATION_BATCH])
                for i in range(0, len(labels), GENERATION_BATCH)]
         return analyze.from_signed_unit(np.concatenate([np.asarray(o) for o in out]))
 
