@@ -1014,7 +1014,8 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
         rows.append([images[labels == d][0] for d in range(NUM_CLASSES)])
         names.append(name)
         if save_metrics and record:
-            record["metrics"] = {**{k: round(float(v), 5) for k, v in score.items()},
+            # Merged, so what other commands measured and stored (benchmarks/cas.py) stays.
+            record["metrics"] = {**record.get("metrics", {}), **{k: round(float(v), 5) for k, v in score.items()},
                                  "fid_real_floor": round(floor["fid"], 5), "real_variety": round(floor["variety"], 5),
                                  "real_paper": {k: round(floor[k], 5) for k in PAPER_KEYS},
                                  "digits_per_s": round(len(images) / seconds, 1), "samples": len(images),

@@ -159,15 +159,16 @@ def compile_classifier(model, arch, steps_total):
                   metrics=["accuracy"])
 
 
-def training_callbacks(best_path, backup_dir=None):
+def training_callbacks(best_path, backup_dir=None, averaged=True):
     """The callbacks of a classifier run (the speed benchmark's too), in the order that matters:
     the backup stores the raw weights and the optimizer's state; then the averaged weights are
-    swapped in for validation and the best-epoch checkpoint, and back out for the next epoch."""
+    swapped in for validation and the best-epoch checkpoint, and back out for the next epoch.
+    averaged=False is for an optimizer that keeps no average (the benchmark's keras.io recipe)."""
     import keras
 
     backup = [keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []
-    return backup + [
-        keras.callbacks.SwapEMAWeights(swap_on_epoch=True),
+    swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaged else []
+    return backup + swap + [
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_accuracy", mode="max",
                                         save_best_only=True, save_weights_only=True),
     ]

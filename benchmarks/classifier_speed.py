@@ -97,12 +97,10 @@ def run_recipe(name, data, epochs, work_dir, seed):
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     val_ds = train_classifier.make_dataset(x_val, y_val, 1000, False, False, seed)
     clock = test_clock(x_test, y_test)
-    best_path = Path(work_dir) / f"best-{name}.weights.h5"
     # keras.io's recipe keeps the best epoch too (for the same per-epoch cost), without the
     # weight averaging, which its plain Adam does not keep.
-    callbacks = (train_classifier.training_callbacks(best_path) if name == "ours" else
-                 [keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_accuracy", mode="max",
-                                                  save_best_only=True, save_weights_only=True)])
+    callbacks = train_classifier.training_callbacks(Path(work_dir) / f"best-{name}.weights.h5",
+                                                    averaged=name == "ours")
     print(f"{name}: {model.count_params():,} parameters, batch {batch_size}, {epochs} epochs")
     model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[*callbacks, clock],
               shuffle=False, verbose=0)  # tf.data already shuffles

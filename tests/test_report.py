@@ -31,3 +31,29 @@ def test_report_scores_every_shipped_model(tmp_path):
 def test_report_rejects_bad_sample_count():
     result = run_script("analyze.py", "--samples-per-digit", "1")
     assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+def test_saved_metrics_keep_what_other_commands_stored(tmp_path, monkeypatch):
+    """--save-metrics rewrites the report's own figures in a generator's record and keeps the
+    rest (the Classification Accuracy Score that benchmarks/cas.py --save stored there)."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(analyze, "WEIGHTS_DIR", tmp_path)
+    analyze.write_json_atomic({"training": {"epochs": 3}, "metrics": {"fid": 9.0, "cas": {"accuracy": 0.98}}},
+                              tmp_path / "g.json")
+    stand_in = SimpleNamespace(MODEL_NAME="stand-in", WEIGHT_FILES=["g.weights.h5"],
+                               load_sampler=lambda: lambda labels, seed: np.zeros((len(labels), 28, 28), np.uint8))
+
+    class FixedMetrics:  # what gets saved is under test here, not how it is measured
+        def real_floor(self, per_digit):
+            return {"fid": 0.5, "variety": 3.0, **dict.fromkeys(analyze.PAPER_KEYS, 0.0)}
+
+        def score(self, images, labels):
+            return {"requested_digit_accuracy": 1.0, "fid": 1.0, "variety": 2.0,
+                    **dict.fromkeys(analyze.PAPER_KEYS, 1.0)}
+
+    analyze.report_generators([stand_in], FixedMetrics(), 2, 0, tmp_path, save_metrics=True)
+    metrics = json.loads((tmp_path / "g.json").read_text())["metrics"]
+    assert metrics["fid"] == 1.0 and metrics["fid_real_floor"] == 0.5
+    assert metrics["cas"] == {"accuracy": 0.98}
