@@ -246,9 +246,11 @@ def load_sampler(weights_dir=analyze.WEIGHTS_DIR, weights_file=None):
     generator_path, _, average_path = run.sources
     generator = analyze.build_from_record(lambda config: build_generator(**config), run.config,
                                           generator_path, MAKE_COMMAND)
-    if weights_file is None:
-        weights_file = average_path if average_path.exists() else generator_path
-    return Sampler(analyze.load_weights_or_fail(generator, Path(weights_dir) / weights_file, MAKE_COMMAND))
+    if weights_file is not None:
+        chosen = Path(weights_dir) / weights_file
+    else:
+        chosen = average_path if average_path.exists() else generator_path
+    return Sampler(analyze.load_weights_or_fail(generator, chosen, MAKE_COMMAND))
 
 
 # =========================================================================================

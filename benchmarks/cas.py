@@ -80,14 +80,16 @@ def main():
         if not generators:
             analyze.fail(f"no trained generator in {analyze.display_path(args.weights_dir)} matches; "
                          "train one (train_diffusion.py, train_gan.py)")
+        # Every sampler loads before any training, so a missing or broken file fails at once.
+        samplers = [module.load_sampler(args.weights_dir) for module in generators]
         rows = []
         images, labels = real_subset(train_images, train_labels, args.per_digit, args.seed)
         rows.append(("real training digits", None,
                      train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment, args.seed)))
-        for module in generators:
+        for module, sampler in zip(generators, samplers):
             labels = analyze.requested_labels(None, args.per_digit)
             start = time.perf_counter()
-            images = module.load_sampler(args.weights_dir)(labels, args.seed)
+            images = sampler(labels, args.seed)
             print(f"{module.MODEL_NAME}: drew {len(images):,} digits in {time.perf_counter() - start:.0f} s")
             rows.append((module.MODEL_NAME, module,
                          train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment,

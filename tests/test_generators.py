@@ -3,6 +3,7 @@ generation, archives, reproducibility, bad input; the contract both keep for ana
 and the web page; and the diffusion sampler against a network that knows the answer."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,6 +269,17 @@ def test_generator_scripts_keep_the_contract(module, diffusion_run, gan_run):
     np.testing.assert_array_equal(steps[-1], digits)  # the last step is the answer
     with pytest.raises(analyze.DataError, match="not found"):
         module.load_sampler(run_dir / "nowhere")
+
+
+@pytest.mark.parametrize("module", [train_diffusion, train_gan])
+def test_sampler_loads_from_a_relative_weights_dir(monkeypatch, module, diffusion_run, gan_run):
+    # `--weights-dir weights/in_progress/...` is how runs in progress are scored; the GAN once
+    # joined that folder onto itself and failed with "not found".
+    run_dir = diffusion_run if module is train_diffusion else gan_run
+    labels = analyze.requested_labels(3, 2)
+    monkeypatch.chdir(run_dir.parent)
+    np.testing.assert_array_equal(module.load_sampler(Path(run_dir.name))(labels, 5),
+                                  module.load_sampler(run_dir)(labels, 5))
 
 
 @pytest.mark.parametrize("module", [train_diffusion, train_gan])
