@@ -176,9 +176,9 @@ def test_gan_resume_and_reproducible_generation(tmp_path, gan_run, tiny_csv):
     assert not np.array_equal(archives[0], archives[2])
 
 
-@pytest.mark.parametrize("conditioning", train_gan.CONDITIONINGS)
-def test_gan_step_moves_the_average_generator_by_the_warmed_up_decay(conditioning):
-    gan = train_gan.make_gan({"noise_dim": 8, "width": 8, "conditioning": conditioning})
+@pytest.mark.parametrize("conditioning, class_weight", [("projection", 0.0), ("projection", 0.2), ("acgan", 1.0)])
+def test_gan_step_moves_the_average_generator_by_the_warmed_up_decay(conditioning, class_weight):
+    gan = train_gan.make_gan({"noise_dim": 8, "width": 8, "conditioning": conditioning, "class_weight": class_weight})
     gan.compile()
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), np.arange(4)
@@ -214,17 +214,39 @@ def test_projection_discriminator_judges_the_digit_it_is_told():
     assert as_three.shape == (3, 1) and not np.allclose(as_three, as_seven)
 
 
+def test_generator_is_rewarded_by_the_digit_head_as_class_weight_says():
+    import keras
+
+    def first_step_losses(class_weight):
+        keras.utils.set_random_seed(0)  # the same networks, digits and noise for both weights
+        gan = train_gan.make_gan({"noise_dim": 8, "width": 8, "conditioning": "projection",
+                                  "class_weight": class_weight})
+        gan.compile()
+        realness, digits = gan.discriminator.outputs
+        assert realness.shape[-1] == 1 and digits.shape[-1] == 10
+        images = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+        return {k: float(v) for k, v in gan.train_step((images, np.arange(4))).items()}
+
+    light, heavy = first_step_losses(0.2), first_step_losses(2.0)
+    assert light["d_loss"] == pytest.approx(heavy["d_loss"])  # D learns its head at weight 1 either way
+    assert heavy["g_loss"] > light["g_loss"] + 1.0  # 1.8 x a ten-way cross-entropy of about log(10)
+    with pytest.raises(ValueError, match="class_weight"):
+        train_gan.build_discriminator(8, "acgan", class_weight=0.0)
+
+
 def test_gan_continues_weights_from_before_conditioning_as_acgan(tmp_path, gan_run, tiny_csv):
     copy_weights(gan_run, tmp_path, train_gan.WEIGHT_FILES[:2])
     record_file = analyze.record_path(tmp_path / train_gan.WEIGHT_FILES[0])
     record = json.loads(record_file.read_text())
     assert record["config"]["conditioning"] == "projection"  # what a new run records
-    # A projection run's discriminator does not load into an AC-GAN's: one line naming it.
+    # A record without "conditioning" means AC-GAN, which cannot do without its digit head:
+    # one line naming the record.
     del record["config"]["conditioning"]
+    record["config"]["class_weight"] = 0.0
     record_file.write_text(json.dumps(record))
     result = run_script("train_gan.py", "--dry-run", "--csv", tiny_csv, "--weights-dir", tmp_path,
                         "--figures-dir", tmp_path, "--num-per-digit", "1", "--digit", "0")
-    assert_clean_failure(result, "gan_discriminator.weights.h5", "does not fit")
+    assert_clean_failure(result, "gan_generator.json", "class_weight")
     # The shipped AC-GAN weights continue as AC-GAN, and the record says so from then on.
     for name in ("gan_generator.weights.h5", "gan_discriminator.weights.h5", "gan_generator.json"):
         (tmp_path / name).write_bytes((analyze.WEIGHTS_DIR / name).read_bytes())
