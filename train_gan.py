@@ -11,17 +11,19 @@ both steps, and real and fake digits go through D in one batch, so each network 
 against the other as it really is, with equal learning rates and one step each.
 
 How D is told the digit ("conditioning" in the weights record):
-- "projection" (the default for new runs; Miyato & Koyama 2018): D judges "is this a real
-  image of digit y?" in one logit, the inner product of its features with a learned vector
-  per digit added to an unconditional score. A fake of the wrong digit, or of the right digit
-  in an unreal style, is simply a fake, so G is pushed towards the real spread of each digit.
-- "acgan" (the shipped weights; Odena et al. 2017): D has two heads, "is this real?" and
+- "projection" (the shipped weights and new runs; Miyato & Koyama 2018): D judges "is this
+  a real image of digit y?" in one logit, the inner product of its features with a learned
+  vector per digit added to an unconditional score. A fake of the wrong digit, or of the right
+  digit in an unreal style, is simply a fake, so G is pushed towards the real spread of each
+  digit.
+- "acgan" (shipped until 2026-11-30; Odena et al. 2017): D has two heads, "is this real?" and
   "which digit is this?" (learned from real digits only, so fakes cannot teach it to accept
   them), and G is rewarded for both. The second reward pulls G towards the most recognizable
   version of each digit, at the cost of variety (README: issue 9).
 "class_weight" is how much G is rewarded by D's digit head ("which digit is this?", learned
-from real digits only): 1 in the AC-GAN; with projection, 0 means no head, and new runs use
-0.2, a small pull that fixes the projection GAN's ~1% of digits read as another digit.
+from real digits only): 1 in the AC-GAN; with projection, 0 means no head, and the shipped
+weights and new runs use 0.2, a light pull that fixes the ~1% of a projection GAN's digits
+that are read as another digit while keeping most of its variety (README, train_gan.py).
 
 Each epoch prints one health line (D and G loss, D accuracy on real and on fake digits)
 under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png from fixed

@@ -247,13 +247,19 @@ def test_gan_continues_weights_from_before_conditioning_as_acgan(tmp_path, gan_r
     result = run_script("train_gan.py", "--dry-run", "--csv", tiny_csv, "--weights-dir", tmp_path,
                         "--figures-dir", tmp_path, "--num-per-digit", "1", "--digit", "0")
     assert_clean_failure(result, "gan_generator.json", "class_weight")
-    # The shipped AC-GAN weights continue as AC-GAN, and the record says so from then on.
-    for name in ("gan_generator.weights.h5", "gan_discriminator.weights.h5", "gan_generator.json"):
-        (tmp_path / name).write_bytes((analyze.WEIGHTS_DIR / name).read_bytes())
+    # AC-GAN weights whose record predates both keys (as the first shipped GAN's did) continue
+    # as AC-GAN with its full digit reward, and the record says so from then on.
+    legacy = train_gan.make_gan({"noise_dim": 8, "width": 8, "conditioning": "acgan", "class_weight": 1.0})
+    analyze.save_weights_atomic(legacy.generator, tmp_path / "gan_generator.weights.h5")
+    analyze.save_weights_atomic(legacy.discriminator, tmp_path / "gan_discriminator.weights.h5")
+    (tmp_path / "gan_generator_ema.weights.h5").unlink(missing_ok=True)
+    record_file.write_text(json.dumps({"builder": train_gan.BUILDER, "config": {"noise_dim": 8, "width": 8},
+                                       "training": {"epochs": 1}}))
     result = run_script("train_gan.py", "--dry-run", "--csv", tiny_csv, "--weights-dir", tmp_path,
                         "--figures-dir", tmp_path, "--num-per-digit", "1", "--digit", "0")
     assert result.returncode == 0, result.stderr
-    assert json.loads(record_file.read_text())["config"]["conditioning"] == "acgan"
+    config = json.loads(record_file.read_text())["config"]
+    assert config["conditioning"] == "acgan" and config["class_weight"] == 1.0
 
 
 def test_gan_draws_with_the_average_generator_and_falls_back_for_old_weights(tmp_path, gan_run):
