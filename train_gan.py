@@ -23,7 +23,7 @@ How D is told the digit ("conditioning" in the weights record):
 "class_weight" is how much G is rewarded by D's digit head ("which digit is this?", learned
 from real digits only): 1 in the AC-GAN; with projection, 0 means no head, and the shipped
 weights and new runs use 0.2, a light pull that fixes the ~1% of a projection GAN's digits
-that are read as another digit while keeping most of its variety (README, train_gan.py).
+that are read as another digit while keeping most of its variety (README, "train_gan.py").
 
 Each epoch prints one health line (D and G loss, D accuracy on real and on fake digits)
 under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png from fixed
