@@ -276,13 +276,15 @@ class Sampler:
         import tensorflow as tf
 
         n = tf.shape(x)[0]
+        # The steps add up in float32, whatever the network computes in (analyze.sampling_network).
         if guided:  # a Python bool: one traced variant each
-            both = self.network([tf.concat([x, x], 0), tf.fill((2 * n,), angle),
-                                 tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0)], training=False)
+            both = tf.cast(self.network([tf.concat([x, x], 0), tf.fill((2 * n,), angle),
+                                         tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0)], training=False),
+                           tf.float32)
             v_cond, v_uncond = both[:n], both[n:]
             v = v_uncond + guidance * (v_cond - v_uncond)
         else:
-            v = self.network([x, tf.fill((n,), angle), labels], training=False)
+            v = tf.cast(self.network([x, tf.fill((n,), angle), labels], training=False), tf.float32)
         x0 = tf.clip_by_value(tf.cos(angle) * x - tf.sin(angle) * v, -1.0, 1.0)  # data lives in [-1, 1]
         a, b, c1, c2, sigma = tf.unstack(coefficients)
         return a * x + b * (c1 * x0 + c2 * x0_prev) + sigma * fresh_noise, x0
@@ -340,10 +342,10 @@ class Sampler:
         return np.concatenate(digits), np.concatenate(estimates, axis=1)
 
 
-def load_sampler(weights_dir=analyze.WEIGHTS_DIR):
+def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto"):
     """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights."""
     run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND)
-    return Sampler(load_diffusion(run).ema_network)
+    return Sampler(analyze.sampling_network(load_diffusion(run).ema_network, precision))
 
 
 # =========================================================================================
@@ -442,7 +444,7 @@ def main(argv=None):
         if run.mode != 2:
             train(args, model, run)
 
-        sampler = Sampler(model.ema_network)
+        sampler = Sampler(analyze.sampling_network(model.ema_network, args.precision))
         analyze.draw_and_save(lambda labels: sampler(labels, args.seed, steps=2 if args.dry_run else args.steps,
                                                      solver=args.solver, spacing=args.spacing,
                                                      guidance=args.guidance,

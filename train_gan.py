@@ -220,17 +220,19 @@ def make_gan(config):
 class Sampler:
     """The generator contract's sampler (analyze.GENERATOR_SCRIPTS): the seed fixes the noise."""
 
-    def __init__(self, generator):
+    def __init__(self, network):
         import tensorflow as tf
 
-        self.generator = generator
-        self.noise_dim = generator.inputs[0].shape[-1]
+        self.network = network
+        self.noise_dim = network.inputs[0].shape[-1]
         # A traced graph rather than eager calls: 10,000 digits in 2.2-2.4 s instead of 2.6-2.8
         # in `train_gan.py --generate` on the 2-core CPU, tracing included (issue 9's notes).
         self._generate = tf.function(self._forward, reduce_retracing=True)
 
     def _forward(self, noise, labels):
-        return self.generator([noise, labels], training=False)
+        import tensorflow as tf
+
+        return tf.cast(self.network([noise, labels], training=False), tf.float32)  # from a bfloat16 copy
 
     def __call__(self, labels, seed=SEED, noise=None):
         """uint8 digits (0 = background) for the requested labels; one call per 2,000."""
@@ -247,7 +249,7 @@ class Sampler:
         return images, images[None]
 
 
-def load_sampler(weights_dir=analyze.WEIGHTS_DIR, weights_file=None):
+def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", weights_file=None):
     """The generator contract: a Sampler on the saved moving-average generator, or on the
     generator itself for weights trained before there was one. `weights_file`, a file name
     in weights_dir, draws with that file instead (to compare checkpoints of one run)."""
@@ -260,7 +262,8 @@ def load_sampler(weights_dir=analyze.WEIGHTS_DIR, weights_file=None):
         chosen = Path(weights_dir) / weights_file
     else:
         chosen = average_path if average_path.exists() else generator_path
-    return Sampler(analyze.load_weights_or_fail(generator, chosen, MAKE_COMMAND))
+    analyze.load_weights_or_fail(generator, chosen, MAKE_COMMAND)
+    return Sampler(analyze.sampling_network(generator, precision))
 
 
 # =========================================================================================
@@ -313,7 +316,7 @@ def main(argv=None):
                                                     BUILDER, MAKE_COMMAND, args.dry_run, LEGACY_CONFIG)
         analyze.set_seed(args.seed)
         if run.mode == 2:
-            sampler = load_sampler(args.weights_dir)
+            sampler = load_sampler(args.weights_dir, args.precision)
         else:
             gan = analyze.build_from_record(make_gan, run.config, args.weights_dir / WEIGHT_FILES[0], MAKE_COMMAND)
             if run.sources:
@@ -327,7 +330,7 @@ def main(argv=None):
                 print(f"continuing from {analyze.display_path(generator_path)} "
                       f"({run.record['training'].get('epochs', 0)} epochs so far)")
             train(args, gan, run)
-            sampler = Sampler(gan.ema_generator)
+            sampler = Sampler(analyze.sampling_network(gan.ema_generator, args.precision))
 
         analyze.draw_and_save(lambda labels: sampler(labels, args.seed), args, "gan_generated")
 

@@ -30,7 +30,7 @@ def load_generator(path):
     if not path.is_file():
         raise analyze.DataError(f"{path} not found")
     record = analyze.read_record(path.with_name(train_gan.WEIGHT_FILES[0])) or {}
-    return train_gan.load_sampler(path.parent, path.name), record.get("training", {}).get("epochs", "?")
+    return train_gan.load_sampler(path.parent, weights_file=path.name), record.get("training", {}).get("epochs", "?")
 
 
 def main():

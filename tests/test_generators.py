@@ -267,14 +267,14 @@ def test_gan_draws_with_the_average_generator_and_falls_back_for_old_weights(tmp
     average = train_gan.build_generator(**train_gan.MODEL_CONFIG)
     average.load_weights(tmp_path / "gan_generator_ema.weights.h5")
     sampler = train_gan.load_sampler(tmp_path)
-    for got, want in zip(sampler.generator.get_weights(), average.get_weights()):
+    for got, want in zip(sampler.network.get_weights(), average.get_weights()):
         np.testing.assert_array_equal(got, want)
     # Weights trained before the moving average existed have no such file: the generator draws.
     (tmp_path / "gan_generator_ema.weights.h5").unlink()
     generator = train_gan.build_generator(**train_gan.MODEL_CONFIG)
     generator.load_weights(tmp_path / "gan_generator.weights.h5")
     sampler = train_gan.load_sampler(tmp_path)
-    for got, want in zip(sampler.generator.get_weights(), generator.get_weights()):
+    for got, want in zip(sampler.network.get_weights(), generator.get_weights()):
         np.testing.assert_array_equal(got, want)
 
 
@@ -320,6 +320,49 @@ def test_sampler_draws_what_the_command_line_draws(tmp_path, module, diffusion_r
     with np.load(tmp_path / "cli.npz") as archive:
         np.testing.assert_array_equal(archive["images"],
                                       module.load_sampler(run_dir)(analyze.requested_labels(5, 3), 9))
+
+
+# -- Sampling precision (analyze.sampling_network) --------------------------------------------
+
+def test_native_bfloat16_reads_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert analyze.native_bfloat16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert not analyze.native_bfloat16(cpuinfo)
+    assert not analyze.native_bfloat16(tmp_path / "no-such-file")  # not Linux: float32
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch):
+    network = object()
+    monkeypatch.setattr(analyze, "native_bfloat16", lambda: False)
+    assert analyze.sampling_precision() == "float32" and analyze.sampling_network(network) is network
+    monkeypatch.setattr(analyze, "native_bfloat16", lambda: True)
+    assert analyze.sampling_precision() == "bfloat16"
+    assert analyze.sampling_network(network, "float32") is network
+    with pytest.raises(analyze.DataError, match="unknown precision 'float16'"):
+        analyze.sampling_network(network, "float16")
+
+
+@pytest.mark.parametrize("module", [train_diffusion, train_gan])
+def test_bfloat16_sampler_draws_nearly_the_float32_digits(module, diffusion_run, gan_run):
+    run_dir = diffusion_run if module is train_diffusion else gan_run
+    labels = analyze.requested_labels(None, 3)
+    exact, fast = module.load_sampler(run_dir, "float32"), module.load_sampler(run_dir, "bfloat16")
+    assert {layer.compute_dtype for layer in exact.network.layers} == {"float32"}
+    assert "bfloat16" in {layer.compute_dtype for layer in fast.network.layers}
+    for got, want in zip(fast.network.get_weights(), exact.network.get_weights()):
+        np.testing.assert_array_equal(got, want)  # the same float32 weights, only computed in bfloat16
+    difference = np.abs(fast(labels, 4).astype(int) - exact(labels, 4).astype(int))
+    assert difference.mean() < 2.0, difference.mean()
+
+
+def test_generator_scripts_say_which_precision_they_drew_in(tmp_path, gan_run):
+    result = run_script("train_gan.py", "--generate", "--precision", "float32", "--num-per-digit", "1",
+                        "--weights-dir", gan_run, "--figures-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "digits/s, float32)" in result.stdout
+    assert_clean_failure(run_script("train_gan.py", "--generate", "--precision", "float16"), "invalid choice")
 
 
 # -- The diffusion sampler against stand-in networks ------------------------------------------
