@@ -786,7 +786,9 @@ def sampling_precision(precision="auto"):
     if precision not in PRECISIONS:
         raise DataError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "bfloat16" if native_bfloat16() else "float32"
+        # Without oneDNN's kernels (TF_ENABLE_ONEDNN_OPTS=0, above) bfloat16 is emulated even here.
+        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"
+        return "bfloat16" if onednn and native_bfloat16() else "float32"
     return precision
 
 
@@ -807,6 +809,13 @@ def sampling_network(network, precision="auto"):
     copy = keras.models.clone_model(network, clone_function=in_bfloat16)
     copy.set_weights(network.get_weights())
     return copy
+
+
+def add_precision_flag(parser):
+    """--precision, as the generator scripts, the report and the web page all take it."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="number format the generators draw in: auto = bfloat16 where the CPU computes it "
+                             "natively (AVX512-BF16 or AMX; faster), float32 elsewhere")
 
 
 def generator_modules(only_trained=False, weights_dir=WEIGHTS_DIR):
@@ -839,9 +848,7 @@ def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where the weights live")
     parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR, help=f"where {figures} go")
     parser.add_argument("--dry-run", action="store_true", help=dry_run)
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="number format for drawing: auto = bfloat16 where the CPU computes it natively "
-                             "(AVX512-BF16 or AMX; faster), float32 elsewhere")
+    add_precision_flag(parser)
     parser.set_defaults(mode=default_mode)
     return parser
 
@@ -1069,7 +1076,8 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
                                  "fid_real_floor": round(floor["fid"], 5), "real_variety": round(floor["variety"], 5),
                                  "real_paper": {k: round(floor[k], 5) for k in PAPER_KEYS},
                                  "digits_per_s": round(len(images) / seconds, 1), "samples": len(images),
-                                 "precision": sampling_precision(precision), "measured_by": command_line(), "hardware": hardware_summary(),
+                                 "precision": sampling_precision(precision), "measured_by": command_line(),
+                                 "hardware": hardware_summary(),
                                  "date": time.strftime("%Y-%m-%d")}
             write_json_atomic(record, record_path(weights))
     n = samples_per_digit * NUM_CLASSES
@@ -1103,8 +1111,7 @@ def main():
     parser.add_argument("--json", action="store_true", help="end with the generator table as one JSON line")
     parser.add_argument("--save-metrics", action="store_true",
                         help="write the generator metrics into their weights records")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="number format the generators draw in (as in train_gan.py --precision)")
+    add_precision_flag(parser)
     parser.add_argument("--serve", action="store_true",
                         help="instead of the report, serve the web page (web/) until Ctrl-C")
     parser.add_argument("--host", default="127.0.0.1",
@@ -1121,7 +1128,7 @@ def main():
         if args.serve:
             from web import server  # the page and its HTTP API live in web/
 
-            server.serve(args.host, args.port)
+            server.serve(args.host, args.port, precision=args.precision)
             return
         from train_classifier import load_classifier
 

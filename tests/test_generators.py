@@ -339,6 +339,8 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
     assert analyze.sampling_precision() == "float32" and analyze.sampling_network(network) is network
     monkeypatch.setattr(analyze, "native_bfloat16", lambda: True)
     assert analyze.sampling_precision() == "bfloat16"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # then bfloat16 would be emulated: slower
+    assert analyze.sampling_precision() == "float32"
     assert analyze.sampling_network(network, "float32") is network
     with pytest.raises(analyze.DataError, match="unknown precision 'float16'"):
         analyze.sampling_network(network, "float16")

@@ -206,7 +206,8 @@ class Models:
         self._predict = None
 
     @classmethod
-    def load(cls, weights_dir=analyze.WEIGHTS_DIR, classifier_weights=analyze.CLASSIFIER_WEIGHTS, log=print):
+    def load(cls, weights_dir=analyze.WEIGHTS_DIR, classifier_weights=analyze.CLASSIFIER_WEIGHTS, log=print,
+             precision="auto"):
         """Load every model it can; a missing or broken one is recorded with its DataError."""
         import tensorflow as tf
         from train_classifier import load_classifier
@@ -228,7 +229,7 @@ class Models:
         for module in analyze.generator_modules():
             generator = Generator(module)
             try:
-                generator.sampler = module.load_sampler(weights_dir)
+                generator.sampler = module.load_sampler(weights_dir, precision)
                 # Two batch sizes: the second trace is shape-generic, so no request pays for tracing.
                 for count in (1, 2):
                     digits, steps = generator.sampler.with_steps(analyze.requested_labels(0, count), 0)
@@ -664,7 +665,7 @@ def start(host="127.0.0.1", port=0, models=None, quiet=True):
 
 
 def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
-          classifier_weights=analyze.CLASSIFIER_WEIGHTS):
+          classifier_weights=analyze.CLASSIFIER_WEIGHTS, precision="auto"):
     """Load the models and answer until Ctrl-C (`python analyze.py --serve`).
 
     Like every script, it ends with one `error: ...` line on bad input (a busy port, a host
@@ -688,7 +689,7 @@ def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
                   flush=True)
         print("loading the models...", flush=True)
         server.app.models = Models.load(weights_dir, classifier_weights,
-                                        log=lambda line: print("  " + line, flush=True))
+                                        log=lambda line: print("  " + line, flush=True), precision=precision)
         print(f"open {server.url} in a browser (Ctrl-C to stop)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
