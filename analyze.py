@@ -780,7 +780,7 @@ def native_bfloat16(cpuinfo=Path("/proc/cpuinfo")):
 
 def sampling_precision(precision="auto"):
     """"float32" or "bfloat16": what a sampler asked for `precision` computes in. "auto" picks
-    bfloat16 where the CPU does it natively: the generators draw ~1.5x faster on the
+    bfloat16 where the CPU does it natively: the generators draw ~1.4x faster on the
     development CPU, their digits within a grey level or two of float32's (README, "Sampling
     precision")."""
     if precision not in PRECISIONS:

@@ -232,7 +232,8 @@ class Sampler:
     def _forward(self, noise, labels):
         import tensorflow as tf
 
-        return tf.cast(self.network([noise, labels], training=False), tf.float32)  # a bfloat16 copy answers in bfloat16
+        # A bfloat16 copy (analyze.sampling_network) answers in bfloat16; pixels need float32.
+        return tf.cast(self.network([noise, labels], training=False), tf.float32)
 
     def __call__(self, labels, seed=SEED, noise=None):
         """uint8 digits (0 = background) for the requested labels; one call per 2,000."""

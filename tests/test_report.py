@@ -42,8 +42,10 @@ def test_saved_metrics_keep_what_other_commands_stored(tmp_path, monkeypatch):
     monkeypatch.setattr(analyze, "WEIGHTS_DIR", tmp_path)
     analyze.write_json_atomic({"training": {"epochs": 3}, "metrics": {"fid": 9.0, "cas": {"accuracy": 0.98}}},
                               tmp_path / "g.json")
-    stand_in = SimpleNamespace(MODEL_NAME="stand-in", WEIGHT_FILES=["g.weights.h5"],
-                               load_sampler=lambda precision: lambda labels, seed: np.zeros((len(labels), 28, 28), np.uint8))
+    def load_sampler(precision):
+        return lambda labels, seed: np.zeros((len(labels), 28, 28), np.uint8)
+
+    stand_in = SimpleNamespace(MODEL_NAME="stand-in", WEIGHT_FILES=["g.weights.h5"], load_sampler=load_sampler)
 
     class FixedMetrics:  # what gets saved is under test here, not how it is measured
         def real_floor(self, per_digit):
