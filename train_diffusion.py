@@ -15,7 +15,7 @@ Generation writes generated_digits/ddim_generated_<d>.png for every digit, and w
 --output an .npz of uint8 images (0 = background, like MNIST) and their labels.
 weights/diffusion_model.weights.h5 holds network, EMA and optimizer state, and
 diffusion_ema.weights.h5 the EMA network alone, which is all generation needs (a quarter of
-the bytes and no optimizer to build: ~1 s sooner). Both are written atomically after every
+the bytes and no optimizer to build). Both are written atomically after every
 epoch, so Ctrl-C loses at most the epoch in progress. It takes the
 same flags as train_gan.py and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
 
