@@ -94,7 +94,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 # Data: the bundled MNIST copy, digit CSVs (validated, cached), the validation split
 # =========================================================================================
 
-def _sha256(path):
+def file_sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -127,7 +127,7 @@ def ensure_dataset():
     if not BUNDLE.exists():
         raise DataError(f"{missing[0]} is missing and so is the bundled copy {BUNDLE}; "
                         "restore it with `git checkout dataset/mnist.npz`")
-    if _sha256(BUNDLE) != BUNDLE_SHA256:
+    if file_sha256(BUNDLE) != BUNDLE_SHA256:
         raise DataError(f"{BUNDLE} does not match its checksum; restore it with "
                         "`git checkout dataset/mnist.npz`")
     with np.load(BUNDLE) as bundle:
@@ -755,7 +755,8 @@ tests/test_generators.py checks both scripts keep:
                     precision as in sampling_network. Then:
         sampler(labels, seed) -> uint8 digits N x 28 x 28 (0 = background): the script's
                     default settings, so the same labels and seed draw the same digits as
-                    its command line (--digit D --num-per-digit N --seed S)
+                    its command line (--digit D --num-per-digit N --seed S; in bfloat16 a
+                    few pixels may come out a grey level apart)
         sampler.with_steps(labels, seed) -> (digits, steps): the same digits, and uint8
                     S x N x 28 x 28 pictures of how they came about (for the diffusion
                     model, its estimate of the clean digit after each of its S steps; a GAN

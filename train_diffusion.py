@@ -208,10 +208,11 @@ def load_diffusion(run):
 
 
 def load_ema_network(run):
-    """The moving-average network that draws: from its own file, or out of the checkpoint for
-    runs saved before there was one."""
+    """The moving-average network that draws: from its own file when the record vouches for
+    it, else out of the checkpoint (runs saved before there was one, or an EMA file that is
+    not this checkpoint's: copied in from another run, or saved just before an interruption)."""
     checkpoint, average = run.sources
-    if not average.is_file():
+    if not (average.is_file() and (run.record or {}).get("ema_sha256") == analyze.file_sha256(average)):
         return load_diffusion(run).ema_network
     network = analyze.build_from_record(lambda config: build_unet(**config), run.config, checkpoint,
                                         MAKE_COMMAND)
@@ -378,6 +379,7 @@ def train(args, model, run):
     def checkpoint(epoch):
         analyze.save_weights_atomic(model.ema_network, average)
         analyze.save_weights_atomic(model, weights)
+        record["ema_sha256"] = analyze.file_sha256(average)  # the record is written last: see load_ema_network
         analyze.write_json_atomic(record, analyze.record_path(weights))
         preview = Sampler(model.ema_network)(preview_labels, seed=SEED)
         analyze.save_image_grid(preview, Path(args.figures_dir) / "diffusion_progress.png",
