@@ -60,8 +60,8 @@ SPACING = "angle"
 SOLVERS = ("ddim", "dpm++2m")
 SOLVER = "dpm++2m"
 # Chosen with benchmarks/diffusion_settings.py (README): guiding only where the digit's class
-# is decided (the 2nd and 3rd of 10 steps) keeps the variety that guidance at every step costs,
-# and leaves 12 network passes per digit instead of 17.
+# is decided (the 3rd to 5th of 10 steps) keeps the variety that guidance at every step costs,
+# and leaves 13 network passes per digit instead of 17.
 GUIDANCE = 1.75
 GUIDANCE_INTERVAL = (1.2, 5.0)  # guide at noise-to-signal ratios tan(angle) in (low, high]
 ETA = 0.0

@@ -5,6 +5,7 @@ generated digits reads real ones.
     python benchmarks/cas.py --models GAN --per-digit 500
     python benchmarks/cas.py --quick             # a smoke test: 20 per digit, 1 epoch
     python benchmarks/cas.py --models diffusion --weights-dir weights/in_progress   # a run in progress
+    python benchmarks/cas.py --models diffusion --guidance 1.5 --guidance-interval 0.9 5
 
 For each generator in --weights-dir (default weights/) it draws --per-digit digits of each
 class (seed --seed), trains the project's CNN (train_classifier.build_classifier, its optimizer
@@ -63,6 +64,10 @@ def main():
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding the generators' weights")
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed for sampling and training")
+    parser.add_argument("--guidance", type=float,
+                        help="the diffusion model's guidance scale (default: train_diffusion.py's)")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="where the diffusion model guides (default: train_diffusion.py's)")
     parser.add_argument("--save", action="store_true", help="store each generator's row in its weights record")
     parser.add_argument("--quick", action="store_true", help="20 per digit and 1 epoch: checks the plumbing")
     args = parser.parse_args()
@@ -70,6 +75,12 @@ def main():
         args.per_digit, args.epochs = 20, 1
     if args.per_digit < 1 or args.epochs < 1:
         analyze.fail("--per-digit and --epochs must be at least 1")
+    # The same flags as train_diffusion.py; the GAN has no guidance to set.
+    diffusion_settings = {key: value for key, value in (("guidance", args.guidance),
+                                                        ("guidance_interval", args.guidance_interval))
+                          if value is not None}
+    if diffusion_settings and args.save:
+        analyze.fail("--save stores figures of the default settings; drop --guidance/--guidance-interval or --save")
 
     try:
         analyze.set_seed(args.seed)
@@ -89,7 +100,7 @@ def main():
         for module, sampler in zip(generators, samplers):
             labels = analyze.requested_labels(None, args.per_digit)
             start = time.perf_counter()
-            images = sampler(labels, args.seed)
+            images = sampler(labels, args.seed, **(diffusion_settings if module.MODEL_NAME == "diffusion" else {}))
             print(f"{module.MODEL_NAME}: drew {len(images):,} digits in {time.perf_counter() - start:.0f} s")
             rows.append((module.MODEL_NAME, module,
                          train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment,
@@ -99,7 +110,8 @@ def main():
 
     reference = rows[0][2]
     print(f"\nCNN trained on {args.per_digit * analyze.NUM_CLASSES:,} digits ({args.per_digit} per digit), "
-          f"{args.epochs} epochs{', augmented' if args.augment else ''}, seed {args.seed}; "
+          f"{args.epochs} epochs{', augmented' if args.augment else ''}, seed {args.seed}"
+          f"{''.join(f', diffusion {k} {v}' for k, v in diffusion_settings.items())}; "
           f"tested on {len(test_labels):,} real test digits")
     print("| trained on | test accuracy (CAS) | vs real |")
     print("|---|---|---|")
