@@ -6,13 +6,16 @@ generated digits reads real ones.
     python benchmarks/cas.py --quick             # a smoke test: 20 per digit, 1 epoch
     python benchmarks/cas.py --models diffusion --weights-dir weights/in_progress   # a run in progress
     python benchmarks/cas.py --models diffusion --guidance 1.5 --guidance-interval 0.9 5
+    python benchmarks/cas.py --models diffusion --solver ddim --steps 50 --eta 1 --guidance 1
 
 For each generator in --weights-dir (default weights/) it draws --per-digit digits of each
 class (seed --seed), trains the project's CNN (train_classifier.build_classifier, its optimizer
 and schedule) on them alone, and tests it on the 10,000 real MNIST test digits. The reference is the same CNN, trained the
 same way on the same number of real training digits. A generator whose digits look real and
 vary as real ones do scores close to the reference. The table is printed, and with
---save each generator's record (in that folder) gets its row under metrics.cas.
+--save each generator's record (in that folder) gets its row under metrics.cas. The diffusion
+sampler flags (--guidance, --steps, ...) are train_diffusion.py's; a CAS at other settings is
+printed, not saved.
 """
 
 import argparse
@@ -22,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import analyze  # noqa: E402
+import train_diffusion  # noqa: E402  (TensorFlow loads later, inside it)
 
 # -- training (the same for every training set) --------------------------------------------
 PER_DIGIT = 2000
@@ -64,10 +68,13 @@ def main():
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding the generators' weights")
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed for sampling and training")
-    parser.add_argument("--guidance", type=float,
-                        help="the diffusion model's guidance scale (default: train_diffusion.py's)")
+    # The diffusion sampler's flags, as train_diffusion.py takes them (default: its defaults).
+    parser.add_argument("--guidance", type=float, help=f"the diffusion model's guidance scale (default: {train_diffusion.GUIDANCE})")
     parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="where the diffusion model guides (default: train_diffusion.py's)")
+                        help="where the diffusion model guides (default: {} {})".format(*train_diffusion.GUIDANCE_INTERVAL))
+    parser.add_argument("--steps", type=int, help=f"diffusion sampling steps (default: {train_diffusion.STEPS})")
+    parser.add_argument("--solver", choices=train_diffusion.SOLVERS, help=f"diffusion solver (default: {train_diffusion.SOLVER})")
+    parser.add_argument("--eta", type=float, help=f"DDIM eta: 0 deterministic, 1 DDPM-like, ddim solver only (default: {train_diffusion.ETA})")
     parser.add_argument("--save", action="store_true", help="store each generator's row in its weights record")
     parser.add_argument("--quick", action="store_true", help="20 per digit and 1 epoch: checks the plumbing")
     args = parser.parse_args()
@@ -75,12 +82,12 @@ def main():
         args.per_digit, args.epochs = 20, 1
     if args.per_digit < 1 or args.epochs < 1:
         analyze.fail("--per-digit and --epochs must be at least 1")
-    # The same flags as train_diffusion.py; the GAN has no guidance to set.
-    diffusion_settings = {key: value for key, value in (("guidance", args.guidance),
-                                                        ("guidance_interval", args.guidance_interval))
-                          if value is not None}
+    diffusion_settings = {key: getattr(args, key) for key in ("guidance", "guidance_interval", "steps", "solver", "eta")
+                          if getattr(args, key) is not None}  # the GAN has no settings to pass
     if diffusion_settings and args.save:
-        analyze.fail("--save stores figures of the default settings; drop --guidance/--guidance-interval or --save")
+        analyze.fail("--save stores figures of the default sampler settings; drop the sampler flags or --save")
+    if (args.steps is not None and args.steps < 1) or (args.eta is not None and args.eta < 0):
+        analyze.fail("--steps must be at least 1 and --eta at least 0")
 
     try:
         analyze.set_seed(args.seed)

@@ -26,4 +26,4 @@ def test_cas_without_generators_is_one_line(tmp_path):
 def test_cas_saves_only_default_settings(tmp_path):
     # The record's figures are the defaults'; a CAS at other guidance is printed, never stored.
     assert_clean_failure(run_script("benchmarks/cas.py", "--quick", "--weights-dir", tmp_path, "--save",
-                                    "--guidance", "1.0"), "--save stores figures of the default settings")
+                                    "--guidance", "1.0"), "--save stores figures of the default sampler settings")
