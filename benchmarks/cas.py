@@ -86,8 +86,12 @@ def main():
                           if getattr(args, key) is not None}  # the GAN has no settings to pass
     if diffusion_settings and args.save:
         analyze.fail("--save stores figures of the default sampler settings; drop the sampler flags or --save")
-    if (args.steps is not None and args.steps < 1) or (args.eta is not None and args.eta < 0):
-        analyze.fail("--steps must be at least 1 and --eta at least 0")
+    if args.steps is not None and args.steps < 1:
+        analyze.fail("--steps must be at least 1")
+    if args.eta is not None and not 0 <= args.eta <= 1:
+        analyze.fail("--eta must be between 0 and 1")
+    if (args.eta or 0) > 0 and (args.solver or train_diffusion.SOLVER) != "ddim":
+        analyze.fail("--eta goes with --solver ddim")
 
     try:
         analyze.set_seed(args.seed)

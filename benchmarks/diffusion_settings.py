@@ -1,14 +1,16 @@
-"""Choose the diffusion sampler's defaults: sweep solver, step spacing, steps, guidance and its interval.
+"""Choose the diffusion sampler's defaults: sweep solver, step spacing, steps, guidance, its interval and eta.
 
     python benchmarks/diffusion_settings.py                       # ~5 min on 2 idle CPU cores
     python benchmarks/diffusion_settings.py --guidance 1 2 --steps 20
     python benchmarks/diffusion_settings.py --solvers dpm++2m --steps 8 10 --intervals 0,inf 0.3,5
     python benchmarks/diffusion_settings.py --spacings angle logsnr --weights-dir weights/in_progress
+    python benchmarks/diffusion_settings.py --solvers ddim --steps 20 50 --etas 0 0.5 1 --guidance 1 1.5
 
 For every setting it draws --per-digit samples of each digit with the shipped weights and
 prints requested-digit accuracy, MNIST-FID against the test set (with the real-vs-real floor
 at the same size), within-digit variety, how clean the paper is, and digits/s. Stronger
-guidance draws the requested digit more reliably but less variously; fewer steps are faster.
+guidance draws the requested digit more reliably but less variously; fewer steps are faster;
+fresh noise at every step (--etas, DDIM only) widens what is drawn (README: CAS).
 """
 
 import argparse
@@ -43,6 +45,8 @@ def main():
                         help="steps evenly spaced in noise angle or in log signal-to-noise ratio")
     parser.add_argument("--intervals", nargs="+", type=interval_argument, default=[(0.0, float("inf"))],
                         help="guidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
+    parser.add_argument("--etas", type=float, nargs="+", default=[0.0],
+                        help="DDIM eta: 0 deterministic, 1 DDPM-like, fresh noise at every step (ddim solver only)")
     parser.add_argument("--paper-levels", type=int, nargs="+", default=[0],
                         help="pixels at or below this grey level are set to 0 (the sampler's paper_level)")
     parser.add_argument("--per-digit", type=int, default=100, help="samples per digit and setting")
@@ -50,6 +54,10 @@ def main():
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding diffusion_model.weights.h5")
     args = parser.parse_args()
+    if not all(0 <= eta <= 1 for eta in args.etas):
+        parser.error("--etas must be between 0 and 1")
+    if max(args.etas) > 0 and args.solvers != ["ddim"]:
+        parser.error("--etas above 0 go with --solvers ddim alone")
 
     try:
         analyze.set_seed(args.seed)
@@ -64,18 +72,18 @@ def main():
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
           f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
           f"variety {floor['variety']:.2f}")
-    print("| solver | spacing | steps | guidance | interval | paper level | requested-digit accuracy | MNIST-FID "
+    print("| solver | spacing | steps | guidance | interval | eta | paper level | requested-digit accuracy | MNIST-FID "
           "| × floor | variety | exactly-0 pixels | 1-3 pixels | 4-29 pixels | tinted digits | digits/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance)
-    for solver, spacing, steps, (low, high), guidance in settings:
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance, args.etas)
+    for solver, spacing, steps, (low, high), guidance, eta in settings:
         start = time.perf_counter()
         images = sampler(labels, args.seed, steps=steps, solver=solver, spacing=spacing, guidance=guidance,
-                         guidance_interval=(low, high), paper_level=0)
+                         guidance_interval=(low, high), eta=eta, paper_level=0)
         speed = len(images) / (time.perf_counter() - start)
         for paper_level in args.paper_levels:  # the same digits, with their faintest pixels blanked
             score = metrics.score(train_diffusion.blank_paper(images.copy(), paper_level), labels)
-            print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] | {paper_level} "
+            print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] | {eta:g} | {paper_level} "
                   f"| {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} | {score['fid'] / floor['fid']:.2f} "
                   f"| {score['variety']:.2f} | {score['zero_pixels']:.1%} | {score['faint_pixels']:.1%} "
                   f"| {score['grey_pixels']:.1%} | {score['tinted_digits']:.1%} | {speed:,.0f} |", flush=True)

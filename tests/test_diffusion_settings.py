@@ -10,7 +10,7 @@ def test_sweeps_every_combination_of_the_shipped_weights():
                         "--guidance", "1.5", "--solvers", "ddim", "dpm++2m", "--spacings", "angle", "logsnr",
                         "--paper-levels", "0", "3")
     assert result.returncode == 0, result.stderr
-    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| (0|3) \|"
+    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| 0 \| (0|3) \|"
                       r".* \| ([\d.]+)% \| ([\d.]+)% \| [\d.]+% \| [\d.]+% \| [\d,]+ \|$", result.stdout, re.M)
     settings = [row[:3] for row in rows]
     assert sorted(settings) == sorted((s, p, level) for s in ("ddim", "dpm++2m") for p in ("angle", "logsnr")
@@ -26,3 +26,9 @@ def test_an_unknown_spacing_is_one_line():
     result = run_script("benchmarks/diffusion_settings.py", "--per-digit", "2", "--steps", "2",
                         "--guidance", "1.5", "--spacings", "cubic")
     assert_clean_failure(result, "invalid choice", "cubic")
+
+
+def test_fresh_noise_needs_the_ddim_solver():
+    result = run_script("benchmarks/diffusion_settings.py", "--per-digit", "2", "--steps", "2",
+                        "--solvers", "dpm++2m", "--etas", "1")
+    assert_clean_failure(result, "--etas above 0 go with --solvers ddim alone")
