@@ -414,12 +414,11 @@ def ask_mode():
         print(f"  {answer!r} is not a mode: type 0, 1 or 2 and press Enter")
 
 
-def parse_args(argv=None):
-    parser = analyze.generator_parser(
-        "Train the conditional DDIM digit model and/or draw digits.", default_mode=None,  # None: ask
-        num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
-        figures="ddim_generated_<d>.png and diffusion_progress.png",
-        dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps; weights/ is never written")
+SAMPLER_FLAGS = ("steps", "solver", "spacing", "guidance", "guidance_interval", "paper_level", "eta")
+
+
+def add_sampler_arguments(parser):
+    """The Sampler's settings as flags (dests SAMPLER_FLAGS); benchmarks/cas.py takes them too."""
     parser.add_argument("--steps", type=int, default=STEPS, help="sampling steps")
     parser.add_argument("--solver", choices=SOLVERS, default=SOLVER,
                         help="ddim (first order) or dpm++2m (second order: fewer steps for the same digits)")
@@ -435,7 +434,10 @@ def parse_args(argv=None):
                         help="pixels at or below this grey level (0-255) are drawn as blank paper (0 = as estimated)")
     parser.add_argument("--eta", type=float, default=ETA,
                         help="DDIM eta: 0 deterministic, 1 DDPM-like (ddim solver only)")
-    args = analyze.parse_generator_args(parser, argv)
+
+
+def check_sampler_arguments(parser, args):
+    """A one-line usage error (exit 2) for settings the Sampler cannot draw with."""
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     if args.guidance < 0:
@@ -448,6 +450,24 @@ def parse_args(argv=None):
         parser.error("--eta goes with --solver ddim")
     if not 0 <= args.guidance_interval[0] < args.guidance_interval[1]:
         parser.error("--guidance-interval needs 0 <= LOW < HIGH")
+
+
+def sampler_settings(args):
+    """The Sampler's keyword arguments from parsed sampler flags."""
+    settings = {flag: getattr(args, flag) for flag in SAMPLER_FLAGS}
+    settings["guidance_interval"] = tuple(settings["guidance_interval"])
+    return settings
+
+
+def parse_args(argv=None):
+    parser = analyze.generator_parser(
+        "Train the conditional DDIM digit model and/or draw digits.", default_mode=None,  # None: ask
+        num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
+        figures="ddim_generated_<d>.png and diffusion_progress.png",
+        dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps; weights/ is never written")
+    add_sampler_arguments(parser)
+    args = analyze.parse_generator_args(parser, argv)
+    check_sampler_arguments(parser, args)
     return args
 
 
@@ -466,11 +486,8 @@ def main(argv=None):
             network = model.ema_network
 
         sampler = Sampler(analyze.sampling_network(network, args.precision))
-        analyze.draw_and_save(lambda labels: sampler(labels, args.seed, steps=2 if args.dry_run else args.steps,
-                                                     solver=args.solver, spacing=args.spacing,
-                                                     guidance=args.guidance,
-                                                     guidance_interval=tuple(args.guidance_interval), eta=args.eta,
-                                                     paper_level=args.paper_level, progress=True),
+        settings = {**sampler_settings(args), **({"steps": 2} if args.dry_run else {})}
+        analyze.draw_and_save(lambda labels: sampler(labels, args.seed, progress=True, **settings),
                               args, "ddim_generated")
 
 

@@ -68,13 +68,7 @@ def main():
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding the generators' weights")
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed for sampling and training")
-    # The diffusion sampler's flags, as train_diffusion.py takes them (default: its defaults).
-    parser.add_argument("--guidance", type=float, help=f"the diffusion model's guidance scale (default: {train_diffusion.GUIDANCE})")
-    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="where the diffusion model guides (default: {} {})".format(*train_diffusion.GUIDANCE_INTERVAL))
-    parser.add_argument("--steps", type=int, help=f"diffusion sampling steps (default: {train_diffusion.STEPS})")
-    parser.add_argument("--solver", choices=train_diffusion.SOLVERS, help=f"diffusion solver (default: {train_diffusion.SOLVER})")
-    parser.add_argument("--eta", type=float, help=f"DDIM eta: 0 deterministic, 1 DDPM-like, ddim solver only (default: {train_diffusion.ETA})")
+    train_diffusion.add_sampler_arguments(parser)  # the diffusion model's; the GAN has none
     parser.add_argument("--save", action="store_true", help="store each generator's row in its weights record")
     parser.add_argument("--quick", action="store_true", help="20 per digit and 1 epoch: checks the plumbing")
     args = parser.parse_args()
@@ -82,16 +76,12 @@ def main():
         args.per_digit, args.epochs = 20, 1
     if args.per_digit < 1 or args.epochs < 1:
         analyze.fail("--per-digit and --epochs must be at least 1")
-    diffusion_settings = {key: getattr(args, key) for key in ("guidance", "guidance_interval", "steps", "solver", "eta")
-                          if getattr(args, key) is not None}  # the GAN has no settings to pass
-    if diffusion_settings and args.save:
+    train_diffusion.check_sampler_arguments(parser, args)
+    diffusion_settings = train_diffusion.sampler_settings(args)
+    defaults = train_diffusion.sampler_settings(parser.parse_args([]))
+    changed = {flag: value for flag, value in diffusion_settings.items() if value != defaults[flag]}
+    if changed and args.save:
         analyze.fail("--save stores figures of the default sampler settings; drop the sampler flags or --save")
-    if args.steps is not None and args.steps < 1:
-        analyze.fail("--steps must be at least 1")
-    if args.eta is not None and not 0 <= args.eta <= 1:
-        analyze.fail("--eta must be between 0 and 1")
-    if (args.eta or 0) > 0 and (args.solver or train_diffusion.SOLVER) != "ddim":
-        analyze.fail("--eta goes with --solver ddim")
 
     try:
         analyze.set_seed(args.seed)
@@ -122,7 +112,7 @@ def main():
     reference = rows[0][2]
     print(f"\nCNN trained on {args.per_digit * analyze.NUM_CLASSES:,} digits ({args.per_digit} per digit), "
           f"{args.epochs} epochs{', augmented' if args.augment else ''}, seed {args.seed}"
-          f"{''.join(f', diffusion {k} {v}' for k, v in diffusion_settings.items())}; "
+          f"{''.join(f', diffusion {k} {v}' for k, v in changed.items())}; "
           f"tested on {len(test_labels):,} real test digits")
     print("| trained on | test accuracy (CAS) | vs real |")
     print("|---|---|---|")
