@@ -247,6 +247,7 @@ def solver_coefficients(angles, solver="ddim", eta=ETA):
     fresh noise z. DPM-Solver++(2M) (Lu et al. 2022) extrapolates the estimate linearly in
     log signal-to-noise from the last two steps, so fewer steps reach the same digits; its
     first step, and the last one (to zero noise, where the log ratio is infinite), are DDIM's.
+    The same extrapolation on top of eta = 1 is DPM-Solver++(2M) SDE (the midpoint form).
     Written with signal = cos(angle) and noise = sin(angle); c1 + c2 = 1 always, so an exact
     estimate stays exact."""
     angles = np.maximum(np.asarray(angles, np.float64), 0.0)
@@ -433,7 +434,8 @@ def add_sampler_arguments(parser):
     parser.add_argument("--paper-level", type=int, default=PAPER_LEVEL,
                         help="pixels at or below this grey level (0-255) are drawn as blank paper (0 = as estimated)")
     parser.add_argument("--eta", type=float, default=ETA,
-                        help="DDIM eta: 0 deterministic, 1 DDPM-like (ddim solver only)")
+                        help="fresh noise at every step: 0 deterministic, 1 DDPM-like "
+                             "(with dpm++2m, 1 is DPM-Solver++(2M) SDE)")
 
 
 def check_sampler_arguments(parser, args):
@@ -446,8 +448,6 @@ def check_sampler_arguments(parser, args):
         parser.error(f"--paper-level must be 0-255, got {args.paper_level}")
     if not 0 <= args.eta <= 1:
         parser.error("--eta must be between 0 and 1")
-    if args.eta > 0 and args.solver != "ddim":
-        parser.error("--eta goes with --solver ddim")
     if not 0 <= args.guidance_interval[0] < args.guidance_interval[1]:
         parser.error("--guidance-interval needs 0 <= LOW < HIGH")
 

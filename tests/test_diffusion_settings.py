@@ -28,7 +28,7 @@ def test_an_unknown_spacing_is_one_line():
     assert_clean_failure(result, "invalid choice", "cubic")
 
 
-def test_fresh_noise_needs_the_ddim_solver():
+def test_fresh_noise_beyond_ddpm_is_one_line():
     result = run_script("benchmarks/diffusion_settings.py", "--per-digit", "2", "--steps", "2",
-                        "--solvers", "dpm++2m", "--etas", "1")
-    assert_clean_failure(result, "--etas above 0 go with --solvers ddim alone")
+                        "--solvers", "dpm++2m", "--etas", "1.5")
+    assert_clean_failure(result, "--etas must be between 0 and 1")

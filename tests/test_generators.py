@@ -137,7 +137,7 @@ def test_diffusion_rejects_bad_sampler_flags():
                            (["--paper-level", "256"], "--paper-level must be 0-255"),
                            (["--spacing", "cubic"], "invalid choice"),
                            (["--guidance-interval", "5", "1"], "--guidance-interval needs"),
-                           (["--solver", "dpm++2m", "--eta", "0.5"], "--eta goes with --solver ddim")):
+                           (["--eta", "1.5"], "--eta must be between 0 and 1")):
         assert_clean_failure(run_script("train_diffusion.py", "--mode", "2", *flags), message)
 
 
@@ -501,6 +501,25 @@ def test_solver_coefficients_keep_an_exact_estimate_exact(spacing):
     assert dpm[0, 3] == 0 and dpm[-1, 3] == 0                     # ...except first and last
     noisy = train_diffusion.solver_coefficients(angles, "ddim", eta=1.0)
     assert (noisy[:-1, 4] > 0).all() and noisy[-1, 4] == 0
+
+
+@pytest.mark.parametrize("spacing", train_diffusion.SPACINGS)
+def test_fresh_noise_with_dpm_solver_is_its_sde_form(spacing):
+    """eta = 1 with dpm++2m is DPM-Solver++(2M) SDE (Lu et al. 2022, k-diffusion's midpoint
+    form), written here in log signal-to-noise steps h rather than angles."""
+    angles = train_diffusion.sampling_angles(10, spacing)
+    a, b, c1, c2, sigma = train_diffusion.solver_coefficients(angles, "dpm++2m", eta=1.0).T
+    s, s_next, c_next = np.sin(angles[:-1]), np.sin(angles[1:]), np.cos(angles[1:])
+    log_snr = np.log(np.cos(angles[:-1]) / s)
+    for i in range(len(angles) - 2):  # the last step lands on the clean estimate
+        h = np.log(c_next[i] / s_next[i]) - log_snr[i]
+        np.testing.assert_allclose(a[i], s_next[i] / s[i] * np.exp(-h), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b[i], c_next[i] * -np.expm1(-2 * h), rtol=1e-5)
+        np.testing.assert_allclose(sigma[i], s_next[i] * np.sqrt(-np.expm1(-2 * h)), rtol=1e-5)
+        # x0 + (x0 - x0_prev) / (2r): the midpoint correction, r = previous h / this h
+        correction = 0.0 if i == 0 else (log_snr[i] - log_snr[i - 1]) / h
+        np.testing.assert_allclose(-c2[i], 0.0 if i == 0 else 1 / (2 * correction), rtol=1e-5)
+    assert a[-1] == 0 and b[-1] == 1 and sigma[-1] == 0
 
 
 def test_guidance_zero_is_unconditional_and_one_is_conditional(mnist):
