@@ -1077,8 +1077,9 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
                                  "fid_real_floor": round(floor["fid"], 5), "real_variety": round(floor["variety"], 5),
                                  "real_paper": {k: round(floor[k], 5) for k in PAPER_KEYS},
                                  "digits_per_s": round(len(images) / seconds, 1), "samples": len(images),
-                                 "precision": sampling_precision(precision), "measured_by": command_line(),
-                                 "hardware": hardware_summary(),
+                                 "precision": sampling_precision(precision),
+                                 **({"sampler": module.SAMPLER_DEFAULTS} if hasattr(module, "SAMPLER_DEFAULTS") else {}),
+                                 "measured_by": command_line(), "hardware": hardware_summary(),
                                  "date": time.strftime("%Y-%m-%d")}
             write_json_atomic(record, record_path(weights))
     n = samples_per_digit * NUM_CLASSES

@@ -124,7 +124,9 @@ def main():
             record.setdefault("metrics", {})["cas"] = {
                 "accuracy": round(acc, 5), "real_reference": round(reference, 5), "per_digit": args.per_digit,
                 "epochs": args.epochs, "augment": args.augment, "seed": args.seed,
-                "precision": analyze.sampling_precision(), "measured_by": analyze.command_line(),
+                "precision": analyze.sampling_precision(),
+                **({"sampler": module.SAMPLER_DEFAULTS} if hasattr(module, "SAMPLER_DEFAULTS") else {}),
+                "measured_by": analyze.command_line(),
                 "hardware": analyze.hardware_summary(),
                 "date": time.strftime("%Y-%m-%d")}
             analyze.write_json_atomic(record, analyze.record_path(weights))

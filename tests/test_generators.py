@@ -541,10 +541,10 @@ def test_guidance_zero_is_unconditional_and_one_is_conditional(mnist):
     out = sampler(labels, seed=1, steps=4, guidance=0.0, guidance_interval=(100.0, np.inf), paper_level=0)
     assert network.calls == [2, 1, 1, 1]  # only the first step (tan(90°) = inf) is in the interval
     assert close(out, conditional)  # the last estimate was unguided
-    # The defaults guide the 3rd to 5th of 10 steps: 13 passes per digit, as README says.
+    # The defaults guide the 4th and 5th of 10 steps: 12 passes per digit, as README says.
     network.calls.clear()
     sampler(labels, seed=1)
-    assert network.calls == [1, 1, 2, 2, 2, 1, 1, 1, 1, 1]
+    assert network.calls == [1, 1, 1, 2, 2, 1, 1, 1, 1, 1]
 
 
 def test_unwritable_output_is_one_line(tmp_path, gan_run):

@@ -45,7 +45,8 @@ def test_saved_metrics_keep_what_other_commands_stored(tmp_path, monkeypatch):
     def load_sampler(precision):
         return lambda labels, seed: np.zeros((len(labels), 28, 28), np.uint8)
 
-    stand_in = SimpleNamespace(MODEL_NAME="stand-in", WEIGHT_FILES=["g.weights.h5"], load_sampler=load_sampler)
+    stand_in = SimpleNamespace(MODEL_NAME="stand-in", WEIGHT_FILES=["g.weights.h5"], load_sampler=load_sampler,
+                               SAMPLER_DEFAULTS={"steps": 3})  # the settings the figures were drawn with
 
     class FixedMetrics:  # what gets saved is under test here, not how it is measured
         def real_floor(self, per_digit):
@@ -59,3 +60,4 @@ def test_saved_metrics_keep_what_other_commands_stored(tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / "g.json").read_text())["metrics"]
     assert metrics["fid"] == 1.0 and metrics["fid_real_floor"] == 0.5
     assert metrics["cas"] == {"accuracy": 0.98}
+    assert metrics["sampler"] == {"steps": 3}
