@@ -6,7 +6,7 @@ generated digits reads real ones.
     python benchmarks/cas.py --quick             # a smoke test: 20 per digit, 1 epoch
     python benchmarks/cas.py --models diffusion --weights-dir weights/in_progress   # a run in progress
     python benchmarks/cas.py --models diffusion --guidance 1.5 --guidance-interval 0.9 5
-    python benchmarks/cas.py --models diffusion --solver ddim --steps 50 --eta 1 --guidance 1
+    python benchmarks/cas.py --models diffusion --steps 30 --eta 1 --guidance 1   # DPM-Solver++(2M) SDE
 
 For each generator in --weights-dir (default weights/) it draws --per-digit digits of each
 class (seed --seed), trains the project's CNN (train_classifier.build_classifier, its optimizer
