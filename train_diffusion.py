@@ -62,7 +62,7 @@ SOLVER = "dpm++2m"
 # Chosen with benchmarks/diffusion_settings.py (README): guiding only where the digit's class
 # is decided (the 4th and 5th of 10 steps), but firmly, keeps more of the variety that
 # guidance costs than gentler guidance over more steps, with 12 network passes per digit.
-GUIDANCE = 2.5
+GUIDANCE = 3.0
 GUIDANCE_INTERVAL = (1.2, 2.5)  # guide at noise-to-signal ratios tan(angle) in (low, high]
 ETA = 0.0
 PAPER_LEVEL = 6  # pictures' pixels at or below this grey level (of 255) are set to 0, the paper;
