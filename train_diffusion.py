@@ -69,7 +69,7 @@ PAPER_LEVEL = 6  # pictures' pixels at or below this grey level (of 255) are set
 # the haze reaches level 6: 1.2% of the 60-epoch model's pixels are 4-6, MNIST's 0.25% (README)
 # What the metrics in the weights record were drawn with (analyze.py --save-metrics, cas.py --save).
 SAMPLER_DEFAULTS = {"steps": STEPS, "solver": SOLVER, "spacing": SPACING, "guidance": GUIDANCE,
-                    "guidance_interval": list(GUIDANCE_INTERVAL), "paper_level": PAPER_LEVEL, "eta": ETA}
+                    "guidance_interval": GUIDANCE_INTERVAL, "paper_level": PAPER_LEVEL, "eta": ETA}
 NUM_PER_DIGIT = 16
 SAMPLING_BATCH = 500
 MIN_ANGLE, MAX_ANGLE = 0.02, math.pi / 2  # signal = cos(angle), noise = sin(angle)

@@ -78,8 +78,8 @@ def main():
         analyze.fail("--per-digit and --epochs must be at least 1")
     train_diffusion.check_sampler_arguments(parser, args)
     diffusion_settings = train_diffusion.sampler_settings(args)
-    defaults = train_diffusion.sampler_settings(parser.parse_args([]))
-    changed = {flag: value for flag, value in diffusion_settings.items() if value != defaults[flag]}
+    changed = {flag: value for flag, value in diffusion_settings.items()
+               if value != train_diffusion.SAMPLER_DEFAULTS[flag]}
     if changed and args.save:
         analyze.fail("--save stores figures of the default sampler settings; drop the sampler flags or --save")
 
@@ -123,12 +123,7 @@ def main():
             record = analyze.read_record(weights) or {}
             record.setdefault("metrics", {})["cas"] = {
                 "accuracy": round(acc, 5), "real_reference": round(reference, 5), "per_digit": args.per_digit,
-                "epochs": args.epochs, "augment": args.augment, "seed": args.seed,
-                "precision": analyze.sampling_precision(),
-                **({"sampler": module.SAMPLER_DEFAULTS} if hasattr(module, "SAMPLER_DEFAULTS") else {}),
-                "measured_by": analyze.command_line(),
-                "hardware": analyze.hardware_summary(),
-                "date": time.strftime("%Y-%m-%d")}
+                "epochs": args.epochs, "augment": args.augment, "seed": args.seed, **analyze.how_measured(module)}
             analyze.write_json_atomic(record, analyze.record_path(weights))
 
 
