@@ -41,6 +41,7 @@ WEIGHT_FILES = ("diffusion_model.weights.h5", "diffusion_ema.weights.h5")  # che
 MAKE_COMMAND = "python train_diffusion.py --mode 0"
 BUILDER = "train_diffusion.build_unet"
 MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2}
+CONDITIONINGS = ("shift", "scale_shift")  # how noise level and digit enter the blocks (build_unet)
 NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
 
 # -- training -----------------------------------------------------------------------------
@@ -49,6 +50,7 @@ BATCH_SIZE = 128
 PEAK_LEARNING_RATE = 1e-3  # reached after WARMUP_EPOCHS, then decayed on a cosine to 0 at --epochs
 WARMUP_EPOCHS = 1
 LABEL_DROPOUT = 0.1
+SELF_CONDITION_RATE = 0.5  # batches shown the network's own estimate (self-conditioned networks)
 EMA_DECAY = 0.999
 SEED = 42
 DRY_RUN_BATCHES = 2
@@ -81,14 +83,25 @@ MODES = {"0": "train from scratch", "1": "continue training", "2": "generate onl
 # Model
 # =========================================================================================
 
-def build_unet(widths=(64, 128), embedding_dim=128, patch=2):
-    """U-Net: (noisy digit, noise angle, label 0-10) -> predicted v, 28x28x1.
+def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="shift", self_condition=False):
+    """U-Net: (noisy digit, noise angle, label 0-10[, estimate]) -> predicted v, 28x28x1.
 
     It works on 2x2 patches (28x28x1 folded into 14x14x4, unfolded at the end): on a CPU the
     full-resolution convolutions would cost most of the time, and digits lose nothing by it.
+    The noise level and digit reach every residual block as a per-channel shift of its
+    features ("shift"), or as a scale and a shift of its normalized features ("scale_shift",
+    ADM's adaptive group norm, Dhariwal & Nichol 2021), which lets the digit switch features
+    on and off rather than only nudge them.
+
+    With self_condition (Chen et al. 2022, "Analog Bits") the network also sees its own
+    previous estimate of the clean digit (zeros when there is none): the sampler has that
+    estimate anyway, so later steps refine it instead of starting over, at no extra pass.
     """
     import keras
     from keras import layers, ops
+
+    if conditioning not in CONDITIONINGS:
+        raise DataError(f"unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
 
     def timestep_embedding(angle):
         # Sinusoidal features of the angle at geometrically spaced frequencies.
@@ -100,8 +113,13 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2):
         skip = x if x.shape[-1] == width else layers.Conv2D(width, 1)(x)
         h = layers.Activation("swish")(layers.GroupNormalization(8)(x))
         h = layers.Conv2D(width, 3, padding="same")(h)
-        h = h + layers.Reshape((1, 1, width))(layers.Dense(width)(emb))
-        h = layers.Activation("swish")(layers.GroupNormalization(8)(h))
+        if conditioning == "shift":
+            h = h + layers.Reshape((1, 1, width))(layers.Dense(width)(emb))
+            h = layers.GroupNormalization(8)(h)
+        else:
+            modulation = layers.Reshape((1, 1, 2 * width))(layers.Dense(2 * width)(emb))
+            h = layers.GroupNormalization(8)(h) * (1 + modulation[..., :width]) + modulation[..., width:]
+        h = layers.Activation("swish")(h)
         h = layers.Conv2D(width, 3, padding="same")(h)
         return h + skip
 
@@ -113,9 +131,15 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2):
     emb = emb + layers.Flatten()(layers.Embedding(NULL_LABEL + 1, embedding_dim)(label))
     emb = layers.Dense(embedding_dim, activation="swish")(emb)
 
+    inputs = [noisy, angle, label]
+    x = noisy
+    if self_condition:
+        inputs.append(keras.Input((28, 28, 1), name="estimate"))
+        x = layers.Concatenate()([noisy, inputs[-1]])
+    channels = x.shape[-1]
     x = layers.Lambda(lambda t: ops.reshape(ops.transpose(ops.reshape(
-        t, (-1, 28 // patch, patch, 28 // patch, patch)), (0, 1, 3, 2, 4)),
-        (-1, 28 // patch, 28 // patch, patch * patch)), name="fold")(noisy)
+        t, (-1, 28 // patch, patch, 28 // patch, patch, channels)), (0, 1, 3, 2, 4, 5)),
+        (-1, 28 // patch, 28 // patch, patch * patch * channels)), name="fold")(x)
     x = layers.Conv2D(widths[0], 3, padding="same")(x)
     skips = []
     for i, width in enumerate(widths):
@@ -133,7 +157,7 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2):
     v = layers.Lambda(lambda t: ops.reshape(ops.transpose(ops.reshape(
         t, (-1, 28 // patch, 28 // patch, patch, patch)), (0, 1, 3, 2, 4)),
         (-1, 28, 28, 1)), name="unfold")(x)
-    return keras.Model([noisy, angle, label], v, name="unet")
+    return keras.Model(inputs, v, name="unet")
 
 
 def learning_rate_schedule(steps_per_epoch, epochs):
@@ -170,6 +194,18 @@ def make_diffusion(config, scheduled=True):
         def metrics(self):
             return [self.loss_tracker]
 
+        def first_estimate(self, inputs, c, s):
+            """What a self-conditioned network is shown as its previous estimate: for half the
+            batches its own estimate from no estimate (not trained through), as the sampler's
+            later steps show it; for the rest zeros, as at the sampler's first step."""
+            noisy = inputs[0]
+
+            def own_estimate():
+                v = self.network([*inputs, tf.zeros_like(noisy)], training=True)
+                return tf.stop_gradient(tf.clip_by_value(c * noisy - s * v, -1.0, 1.0))
+
+            return tf.cond(tf.random.uniform(()) < SELF_CONDITION_RATE, own_estimate, lambda: tf.zeros_like(noisy))
+
         def train_step(self, data):
             images, labels = data
             n = tf.shape(images)[0]
@@ -181,8 +217,11 @@ def make_diffusion(config, scheduled=True):
             target_v = c * noise - s * x0
             dropped = tf.random.uniform((n,)) < LABEL_DROPOUT
             labels = tf.where(dropped, NULL_LABEL, tf.cast(labels, tf.int32))
+            inputs = [noisy, angle, labels]
+            if len(self.network.inputs) > 3:  # self-conditioned (build_unet)
+                inputs.append(self.first_estimate(inputs, c, s))
             with tf.GradientTape() as tape:
-                v = self.network([noisy, angle, labels], training=True)
+                v = self.network(inputs, training=True)
                 loss = tf.reduce_mean(tf.square(v - target_v))
             grads = tape.gradient(loss, self.network.trainable_weights)
             self.optimizer.apply_gradients(zip(grads, self.network.trainable_weights))
@@ -290,6 +329,7 @@ class Sampler:
         import tensorflow as tf
 
         self.network = network
+        self.self_conditioned = len(network.inputs) > 3  # it takes the previous step's estimate
         self._step = tf.function(self._denoise_step, reduce_retracing=True) if compiled else self._denoise_step
 
     def _denoise_step(self, x, labels, angle, guidance, guided, coefficients, x0_prev, fresh_noise):
@@ -297,14 +337,16 @@ class Sampler:
 
         n = tf.shape(x)[0]
         # The steps add up in float32, whatever the network computes in (analyze.sampling_network).
+        estimate = [x0_prev] if self.self_conditioned else []
         if guided:  # a Python bool: one traced variant each
             both = tf.cast(self.network([tf.concat([x, x], 0), tf.fill((2 * n,), angle),
-                                         tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0)], training=False),
+                                         tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0),
+                                         *[tf.concat([e, e], 0) for e in estimate]], training=False),
                            tf.float32)
             v_cond, v_uncond = both[:n], both[n:]
             v = v_uncond + guidance * (v_cond - v_uncond)
         else:
-            v = tf.cast(self.network([x, tf.fill((n,), angle), labels], training=False), tf.float32)
+            v = tf.cast(self.network([x, tf.fill((n,), angle), labels, *estimate], training=False), tf.float32)
         x0 = tf.clip_by_value(tf.cos(angle) * x - tf.sin(angle) * v, -1.0, 1.0)  # data lives in [-1, 1]
         a, b, c1, c2, sigma = tf.unstack(coefficients)
         return a * x + b * (c1 * x0 + c2 * x0_prev) + sigma * fresh_noise, x0

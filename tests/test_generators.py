@@ -412,14 +412,18 @@ def oracle_v(x, angle, clean):
 
 
 class StandIn:
-    """A 'network' that knows the clean digit: one for labelled calls, another for the null label."""
+    """A 'network' that knows the clean digit: one for labelled calls, another for the null label.
+    A self-conditioned one takes a fourth input, the previous estimate, and logs it."""
 
-    def __init__(self, conditional_clean, unconditional_clean):
+    def __init__(self, conditional_clean, unconditional_clean, self_conditioned=False):
         self.conditional, self.unconditional = conditional_clean, unconditional_clean
-        self.calls = []
+        self.inputs = [None] * (4 if self_conditioned else 3)  # all the Sampler reads of a Keras model
+        self.calls, self.estimates = [], []
 
     def __call__(self, inputs, training=False):
-        x, angle, labels = (np.asarray(t) for t in inputs)
+        assert len(inputs) == len(self.inputs)
+        x, angle, labels, *estimate = (np.asarray(t) for t in inputs)
+        self.estimates.extend(estimate)
         null = labels == train_diffusion.NULL_LABEL
         copies = len(x) // len(self.conditional)  # 2 when guided: conditional rows, then unconditional
         self.calls.append(copies)
@@ -451,6 +455,46 @@ def test_sampler_with_an_exact_network_recovers_the_clean_digit(mnist, solver, s
                                             spacing=spacing, **EXACT)
         assert close(out, digits), steps
         assert estimates.shape == (steps, 4, 28, 28)
+
+
+def test_self_conditioned_network_is_shown_the_previous_estimate(mnist):
+    digits = mnist["x_test"][:2]
+    network = StandIn(signed(digits), signed(digits), self_conditioned=True)
+    sampler = train_diffusion.Sampler(network, compiled=False)
+    labels = np.array([7, 2], np.int32)
+    assert close(sampler(labels, seed=1, steps=4, guidance=1.0, **EXACT), digits)
+    assert len(network.estimates) == 4
+    assert not network.estimates[0].any()  # the first step has no estimate yet
+    for shown in network.estimates[1:]:  # then the exact network's own, the clean digit
+        np.testing.assert_allclose(shown, signed(digits), atol=1e-4)
+    # A guided step shows the same estimate to the conditional and the unconditional pass.
+    network.estimates.clear()
+    sampler(labels, seed=1, steps=2, guidance=2.0, **EXACT)
+    second = network.estimates[1]
+    assert len(second) == 4
+    np.testing.assert_array_equal(second[:2], second[2:])
+
+
+def test_unet_options_change_its_inputs_and_refuse_unknown_conditioning():
+    plain, self_conditioned = (train_diffusion.build_unet((8, 16), 16, self_condition=flag) for flag in (False, True))
+    assert [t.name for t in plain.inputs] == ["noisy", "angle", "label"]
+    assert [t.name for t in self_conditioned.inputs] == ["noisy", "angle", "label", "estimate"]
+    shift, scale_shift = (train_diffusion.build_unet((8, 16), 16, conditioning=c) for c in train_diffusion.CONDITIONINGS)
+    assert scale_shift.count_params() > shift.count_params()  # a scale as well as a shift per channel
+    with pytest.raises(analyze.DataError, match="unknown conditioning"):
+        train_diffusion.build_unet(conditioning="film")
+
+
+@pytest.mark.parametrize("config", [{"conditioning": "scale_shift"}, {"self_condition": True}])
+def test_unet_options_train(mnist, config):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = train_diffusion.make_diffusion({"widths": [8, 16], "embedding_dim": 16, "patch": 2, **config})
+    before = [w.copy() for w in model.network.get_weights()]
+    history = model.fit(mnist["x_train"][:64], mnist["y_train"][:64], batch_size=16, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.network.get_weights()))
 
 
 def test_paper_level_blanks_only_the_faintest_pixels(mnist):
