@@ -40,8 +40,10 @@ MODEL_NAME = "diffusion"
 WEIGHT_FILES = ("diffusion_model.weights.h5", "diffusion_ema.weights.h5")  # checkpoint, sampled network
 MAKE_COMMAND = "python train_diffusion.py --mode 0"
 BUILDER = "train_diffusion.build_unet"
-MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2}
 CONDITIONINGS = ("shift", "scale_shift")  # how noise level and digit enter the blocks (build_unet)
+MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2, "conditioning": "shift",
+                "self_condition": False}
+LEGACY_CONFIG = {"conditioning": "shift", "self_condition": False}  # records from before these keys
 NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
 
 # -- training -----------------------------------------------------------------------------
@@ -406,7 +408,8 @@ class Sampler:
 
 def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto"):
     """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights."""
-    run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND)
+    run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
+                                  legacy_config=LEGACY_CONFIG)
     return Sampler(analyze.sampling_network(load_ema_network(run), precision))
 
 
@@ -521,7 +524,7 @@ def main(argv=None):
     mode = args.mode if args.mode is not None else ask_mode()
     with analyze.generator_errors() as session:
         run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
-                                                    MAKE_COMMAND, args.dry_run)
+                                                    MAKE_COMMAND, args.dry_run, LEGACY_CONFIG)
         analyze.set_seed(args.seed)
         if run.mode == 2:
             network = load_ema_network(run)

@@ -485,6 +485,17 @@ def test_unet_options_change_its_inputs_and_refuse_unknown_conditioning():
         train_diffusion.build_unet(conditioning="film")
 
 
+def test_diffusion_records_from_before_the_options_build_the_network_they_were_trained_on():
+    shipped = analyze.read_record(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[0])
+    assert "conditioning" not in shipped["config"]  # saved before the options existed
+    def config(record):
+        return analyze.checked_config(record, {**train_diffusion.MODEL_CONFIG, "conditioning": "scale_shift"},
+                                      Path("w.weights.h5"), "make", train_diffusion.LEGACY_CONFIG)
+    assert config(shipped)["conditioning"] == "shift" and config(shipped)["self_condition"] is False
+    newer = {"config": {**shipped["config"], "conditioning": "scale_shift", "self_condition": True}}
+    assert config(newer)["conditioning"] == "scale_shift" and config(newer)["self_condition"] is True
+
+
 @pytest.mark.parametrize("config", [{"conditioning": "scale_shift"}, {"self_condition": True}])
 def test_unet_options_train(mnist, config):
     import keras
