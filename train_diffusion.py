@@ -162,6 +162,11 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="shift
     return keras.Model(inputs, v, name="unet")
 
 
+def is_self_conditioned(network):
+    """Whether a build_unet network takes its previous estimate as a fourth input."""
+    return len(network.inputs) > 3
+
+
 def learning_rate_schedule(steps_per_epoch, epochs):
     """Linear warm-up, then cosine decay to 0 at the last epoch: without the decay the EMA
     samples keep a grey haze (issue 9: tinted digits 7% -> 0.2% at 20 epochs)."""
@@ -220,7 +225,7 @@ def make_diffusion(config, scheduled=True):
             dropped = tf.random.uniform((n,)) < LABEL_DROPOUT
             labels = tf.where(dropped, NULL_LABEL, tf.cast(labels, tf.int32))
             inputs = [noisy, angle, labels]
-            if len(self.network.inputs) > 3:  # self-conditioned (build_unet)
+            if is_self_conditioned(self.network):
                 inputs.append(self.first_estimate(inputs, c, s))
             with tf.GradientTape() as tape:
                 v = self.network(inputs, training=True)
@@ -331,7 +336,7 @@ class Sampler:
         import tensorflow as tf
 
         self.network = network
-        self.self_conditioned = len(network.inputs) > 3  # it takes the previous step's estimate
+        self.self_conditioned = is_self_conditioned(network)
         self._step = tf.function(self._denoise_step, reduce_retracing=True) if compiled else self._denoise_step
 
     def _denoise_step(self, x, labels, angle, guidance, guided, coefficients, x0_prev, fresh_noise):
