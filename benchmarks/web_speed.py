@@ -201,8 +201,8 @@ def main():
     rows = [("read a drawn digit (POST /api/classify, 280x280 PNG)", "read", summary(read_s), read_results,
              read_cpu),
             ("16 GAN digits (POST /api/generate)", "gan", summary(gan_s), gan_results, gan_cpu),
-            ("16 diffusion digits + 20 denoising steps (POST /api/generate)", "diffusion", summary(diffusion_s),
-             diffusion_results, diffusion_cpu)]
+            (f"16 diffusion digits + {diffusion_results[0][1]['num_steps']} denoising steps (POST /api/generate)",
+             "diffusion", summary(diffusion_s), diffusion_results, diffusion_cpu)]
     print()
     print("| request | n | median | p95 | max | target (p95) | server CPU per request | answer size |")
     print("|---|---|---|---|---|---|---|---|")
