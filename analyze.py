@@ -752,7 +752,7 @@ tests/test_generators.py checks both scripts keep:
     MAKE_COMMAND    str: the command that trains those weights from scratch
     load_sampler(weights_dir=WEIGHTS_DIR, precision="auto") -> sampler, or DataError (one
                     line, naming MAKE_COMMAND) when the weights are missing or do not fit;
-                    precision as in sampling_network. Then:
+                    precision as in resolve_precision. Then:
         sampler(labels, seed) -> uint8 digits N x 28 x 28 (0 = background): the script's
                     default settings, so the same labels and seed draw the same digits as
                     its command line (--digit D --num-per-digit N --seed S; in bfloat16 a
@@ -779,11 +779,10 @@ def native_bfloat16(cpuinfo=Path("/proc/cpuinfo")):
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def sampling_precision(precision="auto"):
-    """"float32" or "bfloat16": what a sampler asked for `precision` computes in. "auto" picks
-    bfloat16 where the CPU does it natively: the generators draw ~1.4x faster on the
-    development CPU, their digits within a grey level or two of float32's (README, "Sampling
-    precision")."""
+def resolve_precision(precision="auto"):
+    """"float32" or "bfloat16": what a network asked to run in `precision` computes in. "auto"
+    picks bfloat16 where the CPU does it natively: the generators draw ~1.4x faster on the
+    development CPU, their digits within a grey level or two of float32's (README, "Precision")."""
     if precision not in PRECISIONS:
         raise DataError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
@@ -793,12 +792,13 @@ def sampling_precision(precision="auto"):
     return precision
 
 
-def sampling_network(network, precision="auto"):
-    """The network a sampler draws with (see sampling_precision): `network` itself in float32,
-    or a copy with the same weights whose layers compute in bfloat16 (Keras' mixed precision:
-    the weights stay float32). Lambda layers are shared, not copied (they hold code, no
-    weights) and keep float32, which also keeps the diffusion model's noise-angle features exact."""
-    if sampling_precision(precision) == "float32":
+def network_in_precision(network, precision="auto"):
+    """`network` itself in float32, or a copy with the same weights whose layers compute in
+    bfloat16 (Keras' mixed precision: the weights stay float32, so the copy trains and saves
+    them as the original would). Lambda layers are shared, not copied (they hold code, no
+    weights) and keep float32, which also keeps the diffusion model's noise-angle features
+    exact. A bfloat16 network answers in bfloat16: callers cast what they add up."""
+    if resolve_precision(precision) == "float32":
         return network
     import keras
 
@@ -815,8 +815,9 @@ def sampling_network(network, precision="auto"):
 def add_precision_flag(parser):
     """--precision, as the generator scripts, the report and the web page all take it."""
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="number format the generators draw in: auto = bfloat16 where the CPU computes it "
-                             "natively (AVX512-BF16 or AMX; faster), float32 elsewhere")
+                        help="number format the networks draw in: auto = bfloat16 where the CPU computes it "
+                             "natively (AVX512-BF16 or AMX; faster), float32 elsewhere. train_diffusion.py also "
+                             "trains in it when it is given (auto trains in float32); the GAN trains in float32")
 
 
 def generator_modules(only_trained=False, weights_dir=WEIGHTS_DIR):
@@ -908,7 +909,7 @@ def draw_and_save(draw, args, prefix):
     images = draw(labels)
     seconds = time.perf_counter() - start
     print(f"generated {len(images):,} digits in {seconds:.2f} s ({len(images) / seconds:,.0f} digits/s, "
-          f"{sampling_precision(args.precision)})")
+          f"{resolve_precision(args.precision)})")
     save_digit_grids(images, labels, prefix, figures_dir)
     if output:
         save_npz(output, images, labels)
@@ -1051,7 +1052,7 @@ def how_measured(module, precision="auto"):
     sampler settings it drew with (a module's SAMPLER_DEFAULTS, if it has any), the command,
     the machine and the date."""
     sampler = {"sampler": module.SAMPLER_DEFAULTS} if hasattr(module, "SAMPLER_DEFAULTS") else {}
-    return {"precision": sampling_precision(precision), **sampler, "measured_by": command_line(),
+    return {"precision": resolve_precision(precision), **sampler, "measured_by": command_line(),
             "hardware": hardware_summary(), "date": time.strftime("%Y-%m-%d")}
 
 

@@ -232,7 +232,7 @@ class Sampler:
     def _forward(self, noise, labels):
         import tensorflow as tf
 
-        # A bfloat16 copy (analyze.sampling_network) answers in bfloat16; pixels need float32.
+        # A bfloat16 copy (analyze.network_in_precision) answers in bfloat16; pixels need float32.
         return tf.cast(self.network([noise, labels], training=False), tf.float32)
 
     def __call__(self, labels, seed=SEED, noise=None):
@@ -264,7 +264,7 @@ def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", weights_file
     else:
         chosen = average_path if average_path.exists() else generator_path
     analyze.load_weights_or_fail(generator, chosen, MAKE_COMMAND)
-    return Sampler(analyze.sampling_network(generator, precision))
+    return Sampler(analyze.network_in_precision(generator, precision))
 
 
 # =========================================================================================
@@ -331,7 +331,7 @@ def main(argv=None):
                 print(f"continuing from {analyze.display_path(generator_path)} "
                       f"({run.record['training'].get('epochs', 0)} epochs so far)")
             train(args, gan, run)
-            sampler = Sampler(analyze.sampling_network(gan.ema_generator, args.precision))
+            sampler = Sampler(analyze.network_in_precision(gan.ema_generator, args.precision))
 
         analyze.draw_and_save(lambda labels: sampler(labels, args.seed), args, "gan_generated")
 

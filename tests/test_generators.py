@@ -358,7 +358,7 @@ def test_sampler_draws_what_the_command_line_draws(tmp_path, module, diffusion_r
                                       module.load_sampler(run_dir, SAME_ROUNDING)(analyze.requested_labels(5, 3), 9))
 
 
-# -- Sampling precision (analyze.sampling_network) --------------------------------------------
+# -- Sampling precision (analyze.network_in_precision) --------------------------------------------
 
 def test_native_bfloat16_reads_the_cpu_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
@@ -372,14 +372,14 @@ def test_native_bfloat16_reads_the_cpu_flags(tmp_path):
 def test_auto_precision_follows_the_cpu(monkeypatch):
     network = object()
     monkeypatch.setattr(analyze, "native_bfloat16", lambda: False)
-    assert analyze.sampling_precision() == "float32" and analyze.sampling_network(network) is network
+    assert analyze.resolve_precision() == "float32" and analyze.network_in_precision(network) is network
     monkeypatch.setattr(analyze, "native_bfloat16", lambda: True)
-    assert analyze.sampling_precision() == "bfloat16"
+    assert analyze.resolve_precision() == "bfloat16"
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # then bfloat16 would be emulated: slower
-    assert analyze.sampling_precision() == "float32"
-    assert analyze.sampling_network(network, "float32") is network
+    assert analyze.resolve_precision() == "float32"
+    assert analyze.network_in_precision(network, "float32") is network
     with pytest.raises(analyze.DataError, match="unknown precision 'float16'"):
-        analyze.sampling_network(network, "float16")
+        analyze.network_in_precision(network, "float16")
 
 
 @pytest.mark.parametrize("module", [train_diffusion, train_gan])
@@ -496,16 +496,39 @@ def test_diffusion_records_from_before_the_options_build_the_network_they_were_t
     assert config(newer)["conditioning"] == "scale_shift" and config(newer)["self_condition"] is True
 
 
-@pytest.mark.parametrize("config", [{"conditioning": "scale_shift"}, {"self_condition": True}])
-def test_unet_options_train(mnist, config):
+@pytest.mark.parametrize("config, precision", [({"conditioning": "scale_shift"}, "float32"),
+                                               ({"self_condition": True}, "float32"),
+                                               ({"conditioning": "scale_shift", "self_condition": True}, "bfloat16")])
+def test_unet_options_train(mnist, config, precision):
     import keras
 
     keras.utils.set_random_seed(0)
-    model = train_diffusion.make_diffusion({"widths": [8, 16], "embedding_dim": 16, "patch": 2, **config})
+    model = train_diffusion.make_diffusion({"widths": [8, 16], "embedding_dim": 16, "patch": 2, **config},
+                                           precision=precision)
+    assert precision in {layer.compute_dtype for layer in model.network.layers}
     before = [w.copy() for w in model.network.get_weights()]
     history = model.fit(mnist["x_train"][:64], mnist["y_train"][:64], batch_size=16, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
-    assert any(not np.allclose(a, b) for a, b in zip(before, model.network.get_weights()))
+    after = model.network.get_weights()
+    assert {w.dtype for w in after} == {np.dtype("float32")}  # mixed precision: float32 weights
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.ema_network.get_weights()))
+
+
+def test_the_diffusion_model_trains_in_bfloat16_only_when_asked(monkeypatch):
+    monkeypatch.setattr(analyze, "native_bfloat16", lambda: True)  # where auto draws in bfloat16
+    assert analyze.resolve_precision("auto") == "bfloat16"
+    assert train_diffusion.training_precision("auto") == "float32"
+    assert train_diffusion.training_precision("bfloat16") == "bfloat16"
+
+
+def test_the_record_says_what_each_stretch_of_training_computed_in():
+    history = train_diffusion.precision_history
+    assert history({}, "bfloat16") == "bfloat16"  # a fresh run
+    assert history({"epochs": 5}, "bfloat16") == "float32, then bfloat16"  # records from before the key
+    assert history({"epochs": 5, "precision": "bfloat16"}, "bfloat16") == "bfloat16"
+    assert history({"epochs": 9, "precision": "float32, then bfloat16"}, "float32") == \
+        "float32, then bfloat16, then float32"
 
 
 def test_paper_level_blanks_only_the_faintest_pixels(mnist):
