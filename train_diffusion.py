@@ -184,7 +184,7 @@ def make_diffusion(config, scheduled=True, precision="float32"):
     """The trainer: network + EMA copy + custom train_step. Its weights file is the checkpoint.
 
     The trained network computes in `precision` (analyze.network_in_precision: bfloat16 trains
-    ~1.4x faster on the development CPU; the weights, their average and the loss stay float32).
+    1.3-1.5x faster on the development CPU; the weights, their average and the loss stay float32).
 
     The optimizer's state is part of the checkpoint, and its layout differs between a
     scheduled learning rate (the default) and the constant one that weights trained before
@@ -437,7 +437,7 @@ def precision_history(training, precision):
 
 
 def training_precision(precision):
-    """What --precision trains in. "auto" trains in float32: bfloat16 trains 1.4x faster here,
+    """What --precision trains in. "auto" trains in float32: bfloat16 trains 1.3-1.5x faster here,
     but whether its digits are as good as float32's is not measured yet (README, "Precision")."""
     return analyze.resolve_precision("float32" if precision == "auto" else precision)
 

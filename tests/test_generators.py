@@ -358,7 +358,7 @@ def test_sampler_draws_what_the_command_line_draws(tmp_path, module, diffusion_r
                                       module.load_sampler(run_dir, SAME_ROUNDING)(analyze.requested_labels(5, 3), 9))
 
 
-# -- Sampling precision (analyze.network_in_precision) --------------------------------------------
+# -- Precision (analyze.resolve_precision, analyze.network_in_precision) ---------------------
 
 def test_native_bfloat16_reads_the_cpu_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
