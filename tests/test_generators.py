@@ -382,6 +382,17 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
         analyze.network_in_precision(network, "float16")
 
 
+def test_bfloat16_asked_for_on_a_cpu_without_it_says_once_that_it_is_emulated(monkeypatch, capsys):
+    analyze.warn_emulated_bfloat16.cache_clear()
+    monkeypatch.setattr(analyze, "native_bfloat16", lambda: False)
+    assert analyze.resolve_precision("bfloat16") == "bfloat16" and analyze.resolve_precision("bfloat16")
+    assert capsys.readouterr().err.count("emulated and slower") == 1
+    analyze.warn_emulated_bfloat16.cache_clear()
+    monkeypatch.setattr(analyze, "native_bfloat16", lambda: True)
+    assert analyze.resolve_precision("bfloat16") == "bfloat16"
+    assert "emulated" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("module", [train_diffusion, train_gan])
 def test_bfloat16_sampler_draws_nearly_the_float32_digits(module, diffusion_run, gan_run):
     run_dir = diffusion_run if module is train_diffusion else gan_run
