@@ -46,8 +46,9 @@ CONDITIONINGS = ("shift", "scale_shift")  # how noise level and digit enter the 
 # Scale-shift beat shift at 15 epochs on every measure but variety (README, "A stronger network");
 # the shipped weights are still shift (their record says so through LEGACY_CONFIG).
 MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2, "conditioning": "scale_shift",
-                "self_condition": False}
-LEGACY_CONFIG = {"conditioning": "shift", "self_condition": False}  # records from before these keys
+                "self_condition": False, "attention": False}
+# Records from before these keys:
+LEGACY_CONFIG = {"conditioning": "shift", "self_condition": False, "attention": False}
 NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
 
 # -- training -----------------------------------------------------------------------------
@@ -89,7 +90,8 @@ MODES = {"0": "train from scratch", "1": "continue training", "2": "generate onl
 # Model
 # =========================================================================================
 
-def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="shift", self_condition=False):
+def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="shift", self_condition=False,
+               attention=False):
     """U-Net: (noisy digit, noise angle, label 0-10[, estimate]) -> predicted v, 28x28x1.
 
     It works on 2x2 patches (28x28x1 folded into 14x14x4, unfolded at the end): on a CPU the
@@ -102,6 +104,11 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="shift
     With self_condition (Chen et al. 2022, "Analog Bits") the network also sees its own
     previous estimate of the clean digit (zeros when there is none): the sampler has that
     estimate anyway, so later steps refine it instead of starting over, at no extra pass.
+
+    With attention, the middle block at the coarsest resolution is followed by self-attention
+    over its positions (7x7 = 49 of them at the default sizes): every part of the digit sees
+    every other, which convolutions that small reach only across several blocks. It makes a
+    pass ~6.5% slower (float32, 1,000 digits: 1.56 s against 1.46 s on an Intel Xeon).
     """
     import keras
     from keras import layers, ops
@@ -129,6 +136,13 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="shift
         h = layers.Conv2D(width, 3, padding="same")(h)
         return h + skip
 
+    def attention_block(x):
+        height, width, channels = x.shape[1:]
+        tokens = layers.Reshape((height * width, channels))(layers.GroupNormalization(8)(x))
+        # One head: on this CPU 4 heads made a whole pass 18% slower, one 6.5% (scratch timing).
+        attended = layers.MultiHeadAttention(num_heads=1, key_dim=channels)(tokens, tokens)
+        return x + layers.Reshape((height, width, channels))(attended)
+
     noisy = keras.Input((28, 28, 1), name="noisy")
     angle = keras.Input((), name="angle")
     label = keras.Input((), dtype="int32", name="label")
@@ -154,6 +168,8 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="shift
         if i < len(widths) - 1:
             x = layers.AveragePooling2D(2)(x)
     x = res_block(x, emb, widths[-1])
+    if attention:
+        x = attention_block(x)
     for i, width in reversed(list(enumerate(widths))):
         if i < len(widths) - 1:
             x = layers.UpSampling2D(interpolation="nearest")(x)

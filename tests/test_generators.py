@@ -487,11 +487,16 @@ def test_self_conditioned_network_is_shown_the_previous_estimate(mnist):
 
 
 def test_unet_options_change_its_inputs_and_refuse_unknown_conditioning():
+    import keras
+
     plain, self_conditioned = (train_diffusion.build_unet((8, 16), 16, self_condition=flag) for flag in (False, True))
     assert [t.name for t in plain.inputs] == ["noisy", "angle", "label"]
     assert [t.name for t in self_conditioned.inputs] == ["noisy", "angle", "label", "estimate"]
     shift, scale_shift = (train_diffusion.build_unet((8, 16), 16, conditioning=c) for c in train_diffusion.CONDITIONINGS)
     assert scale_shift.count_params() > shift.count_params()  # a scale as well as a shift per channel
+    attending = train_diffusion.build_unet((8, 16), 16, attention=True)
+    assert any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in attending.layers)
+    assert not any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in shift.layers)
     with pytest.raises(analyze.DataError, match="unknown conditioning"):
         train_diffusion.build_unet(conditioning="film")
 
@@ -503,13 +508,16 @@ def test_diffusion_records_from_before_the_options_build_the_network_they_were_t
         return analyze.checked_config(record, {**train_diffusion.MODEL_CONFIG, "conditioning": "scale_shift"},
                                       Path("w.weights.h5"), "make", train_diffusion.LEGACY_CONFIG)
     assert config(shipped)["conditioning"] == "shift" and config(shipped)["self_condition"] is False
+    assert config(shipped)["attention"] is False
     newer = {"config": {**shipped["config"], "conditioning": "scale_shift", "self_condition": True}}
     assert config(newer)["conditioning"] == "scale_shift" and config(newer)["self_condition"] is True
 
 
 @pytest.mark.parametrize("config, precision", [({"conditioning": "scale_shift"}, "float32"),
                                                ({"self_condition": True}, "float32"),
-                                               ({"conditioning": "scale_shift", "self_condition": True}, "bfloat16")])
+                                               ({"attention": True}, "float32"),
+                                               ({"conditioning": "scale_shift", "self_condition": True,
+                                                 "attention": True}, "bfloat16")])
 def test_unet_options_train(mnist, config, precision):
     import keras
 
