@@ -787,20 +787,25 @@ def resolve_precision(precision="auto"):
     if precision not in PRECISIONS:
         raise DataError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        # Without oneDNN's kernels (TF_ENABLE_ONEDNN_OPTS=0, above) bfloat16 is emulated even here.
-        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"
-        return "bfloat16" if onednn and native_bfloat16() else "float32"
-    if precision == "bfloat16" and not native_bfloat16():
+        return "bfloat16" if fast_bfloat16() else "float32"
+    if precision == "bfloat16" and not fast_bfloat16():
         warn_emulated_bfloat16()
     return precision
 
 
+def fast_bfloat16():
+    """Whether bfloat16 networks run faster than float32 ones here: the CPU must multiply
+    bfloat16 in hardware and TensorFlow must use oneDNN's kernels (TF_ENABLE_ONEDNN_OPTS=0,
+    above, turns them off), or it is emulated."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0" and native_bfloat16()
+
+
 @functools.cache  # once a process: a sampler or trainer asks on every load
 def warn_emulated_bfloat16():
-    # Asked for by name, bfloat16 runs even where the CPU only emulates it, and slower than
-    # float32 (the classifier's training steps took 1.7x as long on an Intel Xeon without it).
-    print("note: this CPU has no bfloat16 arithmetic (AVX512-BF16 or AMX), so --precision bfloat16 "
-          "is emulated and slower than float32 here", file=sys.stderr)
+    # Asked for by name, bfloat16 runs even where it is emulated, and slower than float32
+    # (README, "Precision": a diffusion pass took 2.5-2.7x as long on an Intel Xeon without it).
+    print("note: bfloat16 is emulated here (no AVX512-BF16 or AMX found, or oneDNN off), so "
+          "--precision bfloat16 runs slower than float32", file=sys.stderr)
 
 
 def network_in_precision(network, precision="auto"):

@@ -52,7 +52,7 @@ LEGACY_CONFIG = {"conditioning": "shift", "self_condition": False, "attention": 
 NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
 
 # -- training -----------------------------------------------------------------------------
-EPOCHS = 40  # ~2.8 h on 2 CPU cores (253 s an epoch in float32); the shipped weights continue these to 60
+EPOCHS = 40  # ~2.8 h on 2 CPU cores in float32 (README); the shipped weights continue these to 60
 BATCH_SIZE = 128
 PEAK_LEARNING_RATE = 1e-3  # reached after WARMUP_EPOCHS, then decayed on a cosine to 0 at --epochs
 WARMUP_EPOCHS = 1
@@ -107,8 +107,11 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="shift
 
     With attention, the middle block at the coarsest resolution is followed by self-attention
     over its positions (7x7 = 49 of them at the default sizes): every part of the digit sees
-    every other, which convolutions that small reach only across several blocks. It makes a
-    pass 6.5-11% slower (README, "A stronger network").
+    every other, which convolutions that small reach only across several blocks, for a few
+    percent more time a pass (benchmarks/unet_pass.py).
+
+    The defaults build the shipped network (shift conditioning); MODEL_CONFIG is what new
+    runs build.
     """
     import keras
     from keras import layers, ops
@@ -139,7 +142,7 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="shift
     def attention_block(x):
         height, width, channels = x.shape[1:]
         tokens = layers.Reshape((height * width, channels))(layers.GroupNormalization(8)(x))
-        # One head: 4 heads made a whole pass 18% slower, one 6.5-11% (README).
+        # One head: in a scratch timing 4 heads made a pass about three times as much slower.
         attended = layers.MultiHeadAttention(num_heads=1, key_dim=channels)(tokens, tokens)
         return x + layers.Reshape((height, width, channels))(attended)
 
@@ -455,8 +458,9 @@ def precision_history(training, precision):
 
 
 def training_precision(precision):
-    """What --precision trains in. "auto" trains in float32: bfloat16 trains 1.3-1.5x faster here,
-    but whether its digits are as good as float32's is not measured yet (README, "Precision")."""
+    """What --precision trains in. "auto" trains in float32: bfloat16 trains 1.3-1.5x faster on a
+    CPU with AVX512-BF16 (the AMD EPYC of README's "Precision"), but whether its digits are as
+    good as float32's is not measured yet."""
     return analyze.resolve_precision("float32" if precision == "auto" else precision)
 
 
