@@ -173,7 +173,7 @@ def _load_cache(csv_path):
                 return None
             labels = cached["labels"]
             return cached["images"], (None if labels.shape == UNLABELED.shape else labels)
-    except (OSError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001 -- the cache is derived data: any damage means parse the CSV again
         return None
 
 
@@ -211,6 +211,8 @@ def parse_digits_csv(csv_path, unlabeled_ok=False):
         raise DataError(f"{csv_path}: file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{csv_path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise DataError(f"{csv_path}: cannot read it ({exc.strerror or exc})") from None
     if len(frame.columns) and _is_number(frame.columns[0]):  # no header: the first row is data
         frame = pd.read_csv(csv_path, header=None, low_memory=False)
         labeled = frame.shape[1] != NUM_PIXELS
@@ -287,6 +289,17 @@ def split_train_validation(images, labels, fraction=VALIDATION_FRACTION, seed=0)
     return (x_train, y_train), (x_val, y_val)
 
 
+def pick_per_digit(labels, per_digit, rng):
+    """Indices of `per_digit` different rows of each digit, drawn with `rng`: the real digits
+    the generators are compared with."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    if per_digit > counts.min():
+        raise DataError(f"{per_digit:,} digits of each kind asked for, but the training data has only "
+                        f"{counts.min():,} of digit {counts.argmin()}")
+    return np.concatenate([rng.choice(np.flatnonzero(labels == d), per_digit, replace=False)
+                           for d in range(NUM_CLASSES)])
+
+
 # =========================================================================================
 # Saving: one atomic write for every file, weights and the records beside them
 # =========================================================================================
@@ -346,20 +359,42 @@ def read_record(weights_path):
     return record if isinstance(record, dict) else None
 
 
-def keep_previous(weights_path):
-    """Before a from-scratch run overwrites trained weights, copy them (and their record)
-    to <name>.previous.weights.h5, so starting over never destroys a good model."""
+def previous_copy(weights_path, number=1):
+    """Where keep_previous keeps the number-th copy of a weights file: <name>.previous.weights.h5,
+    then <name>.previous-2.weights.h5 and on."""
+    weights_path = Path(weights_path)
+    tag = ".previous" if number == 1 else f".previous-{number}"
+    return weights_path.with_name(weights_path.name.replace(".weights.h5", f"{tag}.weights.h5"))
+
+
+def keep_previous(*weights_paths):
+    """Before a run replaces trained weights, copy them (and the first file's record) to
+    <name>.previous.weights.h5, so starting over never destroys a good model.
+
+    The files are one model's set and are numbered alike. A copy is never overwritten: when
+    one is there already, the next number is taken (.previous-2, ...), unless it holds these
+    very bytes, so starting over twice in a row keeps the good weights, not those of the
+    first restart's first epoch. Returns the first file's copy, or None if there was none."""
     import shutil
 
-    weights_path = Path(weights_path)
-    if not weights_path.exists():
+    existing = [Path(p) for p in weights_paths if Path(p).exists()]
+    if not existing:
         return None
-    previous = weights_path.with_name(weights_path.name.replace(".weights.h5", ".previous.weights.h5"))
-    shutil.copy2(weights_path, previous)
-    if record_path(weights_path).exists():
-        shutil.copy2(record_path(weights_path), record_path(previous))
-    print(f"kept a copy of the existing {weights_path.name} as {display_path(previous)}")
-    return previous
+    number = 1
+    while any(previous_copy(p, number).exists() for p in existing):
+        number += 1
+    if number > 1 and all(previous_copy(p, number - 1).exists()
+                          and file_sha256(previous_copy(p, number - 1)) == file_sha256(p) for p in existing):
+        return previous_copy(existing[0], number - 1)  # kept already
+    for path in existing:
+        with atomic_path(previous_copy(path, number)) as tmp:
+            shutil.copy2(path, tmp)
+    if record_path(existing[0]).exists():
+        with atomic_path(record_path(previous_copy(existing[0], number))) as tmp:
+            shutil.copy2(record_path(existing[0]), tmp)
+    names = ", ".join(previous_copy(p, number).name for p in existing)
+    print(f"kept a copy of the existing weights in {display_path(existing[0].parent)}: {names}")
+    return previous_copy(existing[0], number)
 
 
 def hardware_summary():
@@ -589,20 +624,34 @@ def set_seed(seed):
 _dry_run_folder = None  # one scratch folder per dry run, for its weights and its pictures alike
 
 
-def dry_run_safe(path, dry_run):
+def made_by_dry_run(weights_path):
+    """Whether a weights file's record says a dry run made it."""
+    training = (read_record(weights_path) or {}).get("training")
+    return isinstance(training, dict) and training.get("dry_run") is True
+
+
+def dry_run_safe(path, dry_run, weights=()):
     """Where a run may write `path` (a weights file or folder, or a figures folder). A dry run
     proves the plumbing and never writes over the shipped weights in weights/ or the pictures
-    in generated_digits/: it writes to a new temporary folder instead. Every training script
-    asks here before it writes."""
+    in generated_digits/, nor over weights a real run made anywhere else (`weights`: the files
+    the run would replace, the first one carrying the record; a weights file `path` is its
+    own). It writes to a new temporary folder instead. Every training script asks here
+    before it writes."""
     global _dry_run_folder
     path = Path(path)
-    if not dry_run or not any(path.resolve().is_relative_to(d) for d in (WEIGHTS_DIR, FIGURES_DIR)):
+    if not dry_run:
+        return path
+    weights = [Path(w) for w in weights] or ([path] if path.name.endswith(".weights.h5") else [])
+    shipped = any(path.resolve().is_relative_to(d) for d in (WEIGHTS_DIR, FIGURES_DIR))
+    real_run = any(w.exists() for w in weights) and not made_by_dry_run(weights[0])
+    if not (shipped or real_run):
         return path
     if _dry_run_folder is None:
         _dry_run_folder = Path(tempfile.mkdtemp(prefix="mnist-dry-run-"))
-    print(f"dry run: writing to {_dry_run_folder} instead of {display_path(path)} "
-          "(weights/ and generated_digits/ are never touched)")
-    return _dry_run_folder / path.name if path.suffix else _dry_run_folder
+    reason = ("weights/ and generated_digits/ are never touched" if shipped
+              else f"{display_path(weights[0])} was made by a real run")
+    print(f"dry run: writing to {_dry_run_folder} instead of {display_path(path)} ({reason})")
+    return _dry_run_folder / path.name if path.name.endswith(".weights.h5") else _dry_run_folder
 
 
 def checked_config(record, default_config, weights_path, make_command, legacy_config=None):
@@ -637,6 +686,22 @@ def build_from_record(build, config, weights_path, make_command):
                         f"a model ({reason}); remake the weights with `{make_command}`") from None
 
 
+def existing_record(weights_path, make_command):
+    """The record of weights about to be loaded, or None if they have none (weights made before
+    records were, and a mode 2 or 1 whose weights are missing, which the caller reports). A
+    record that is there but unreadable, or has no "training" log to extend, is one line:
+    building from defaults instead would blame the weights for a damaged record."""
+    record = read_record(weights_path)
+    where = display_path(record_path(weights_path))
+    if record is None and record_path(weights_path).exists():
+        raise DataError(f"{where} is not a readable JSON object; restore it (it says how "
+                        f"{Path(weights_path).name} was built) or remake the weights with `{make_command}`")
+    if record is not None and not isinstance(record.setdefault("training", {}), dict):
+        raise DataError(f"{where}: \"training\" should be an object (the training log); fix it or "
+                        f"remake the weights with `{make_command}`")
+    return record
+
+
 class Run:
     """What start_or_resume decided: the mode, the model's builder arguments, the record to
     keep extending, the weights to load (`sources`) and where checkpoints go (`targets`)."""
@@ -664,7 +729,7 @@ def start_or_resume(mode, weights_dir, weight_files, default_config, builder, ma
     if mode == 0:
         config, record = dict(default_config), None
     else:
-        record = read_record(sources[0])
+        record = existing_record(sources[0], make_command)
         config = checked_config(record, default_config, sources[0], make_command, legacy_config)
     if mode == 2:
         for path in sources[:1]:  # said before TensorFlow loads, so it is said at once
@@ -672,13 +737,14 @@ def start_or_resume(mode, weights_dir, weight_files, default_config, builder, ma
                 raise DataError(f"{display_path(path)} not found; make it with `{make_command}`")
         return Run(mode, config, record, sources, [])
     if mode == 0 and not dry_run:
-        for path in sources:
-            keep_previous(path)
-    target_dir = dry_run_safe(weights_dir, dry_run)
+        keep_previous(*sources)
+    target_dir = dry_run_safe(weights_dir, dry_run, sources)
     if record is None:
         record = {"builder": builder, "config": config, "training": {}}
     else:
         record["config"] = config
+    if dry_run:
+        record["training"]["dry_run"] = True  # what makes these weights fair game for the next dry run
     return Run(mode, config, record, sources if mode == 1 else [], [target_dir / name for name in weight_files])
 
 
@@ -1017,9 +1083,7 @@ class DigitMetrics:
 
     def real_floor(self, per_digit):
         """MNIST-FID and variety of real training digits (same per-digit count) vs the test set."""
-        picks = np.concatenate([
-            self._rng.choice(np.flatnonzero(self._train_labels == d), per_digit, replace=False)
-            for d in range(NUM_CLASSES)])
+        picks = pick_per_digit(self._train_labels, per_digit, self._rng)
         feats = features(self.extractor, self._train_images[picks])
         return {"fid": frechet_distance(feats, self.reference),
                 "variety": within_digit_variety(feats, self._train_labels[picks]),
@@ -1045,13 +1109,12 @@ def _report_classifiers(classifier, test_images, test_labels, figures_dir):
     from train_classifier import load_classifier
 
     for weights in sorted(WEIGHTS_DIR.glob("classifier_*.weights.h5")):
-        if ".new." in weights.name or ".previous." in weights.name:
-            continue
+        if "." in weights.name.removesuffix(".weights.h5"):
+            continue  # a kept copy (.previous, .previous-2) or a run that did not win (.new)
         model = classifier if weights == CLASSIFIER_WEIGHTS else load_classifier(weights)
         predicted = classify(model, test_images).argmax(1)
-        record = read_record(weights) or {}
-        trained = record.get("training", {})
-        print(f"classifier ({record.get('config', {}).get('arch', '?')}, {weights.name}): test accuracy "
+        trained = (read_record(weights) or {}).get("training", {})
+        print(f"classifier ({model.name.removeprefix('classifier_')}, {weights.name}): test accuracy "
               f"{accuracy(test_labels, predicted):.2%} on {len(test_labels):,} digits"
               + (f"; trained {trained.get('epochs')} epochs in {trained.get('wall_time_s', 0) / 60:.1f} min"
                  if trained else ""))

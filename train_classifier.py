@@ -67,7 +67,7 @@ def build_classifier(arch="cnn"):
     from keras import layers
 
     if arch not in ARCHS:
-        raise DataError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     inputs = keras.Input((28, 28, 1), name="pixels")
     x = layers.Rescaling(1 / 255)(inputs)
     if arch == "mlp":  # the seed repository's network, unchanged
@@ -97,12 +97,13 @@ def build_classifier(arch="cnn"):
 
 
 def load_classifier(weights_path=analyze.CLASSIFIER_WEIGHTS):
-    """Rebuild the classifier described by the record beside `weights_path` and load it."""
-    record = analyze.read_record(weights_path) or {}
-    arch = record.get("config", {}).get("arch", "cnn")
-    model = build_classifier(arch)
-    return analyze.load_weights_or_fail(model, weights_path,
-                                        f"python train_classifier.py --arch {arch}")
+    """Rebuild the classifier described by the record beside `weights_path` and load it; its
+    architecture is model.name after "classifier_"."""
+    make_command = "python train_classifier.py"
+    config = analyze.checked_config(analyze.existing_record(weights_path, make_command), {"arch": "cnn"},
+                                    weights_path, make_command)
+    model = analyze.build_from_record(lambda c: build_classifier(**c), config, weights_path, make_command)
+    return analyze.load_weights_or_fail(model, weights_path, f"{make_command} --arch {config['arch']}")
 
 
 def augment(images):
@@ -178,11 +179,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Train the digit classifier on a digits CSV and save its weights.", allow_abbrev=False,
         formatter_class=analyze.HelpFormatter)
-    parser.add_argument("--arch", default="cnn", help=f"architecture: {' or '.join(ARCHS)}")
+    parser.add_argument("--arch", default="cnn", choices=ARCHS, help="architecture")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"training epochs (default: {EPOCHS['cnn']} for cnn, {EPOCHS['mlp']} for mlp)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="batch size")
-    parser.add_argument("--seed", type=int, default=SEED, help="random seed")
+    parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="train on randomly warped, thickened and thinned digits")
     parser.add_argument("--csv", type=Path, default=TRAIN_CSV, help="training CSV (label + 784 pixels)")
@@ -197,10 +198,8 @@ def parse_args(argv=None):
                         help="replace existing weights even if the new ones score lower")
     parser.add_argument("--dry-run", action="store_true",
                         help=f"train {DRY_RUN_BATCHES} batches of one epoch, to test the plumbing; "
-                             "weights/ is never written")
+                             "it never writes into weights/ nor over weights a real run made")
     args = parser.parse_args(argv)
-    if args.arch not in ARCHS:
-        parser.error(f"unknown --arch {args.arch!r}; choose one of {', '.join(ARCHS)}")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
     if args.batch_size < 1:
@@ -252,17 +251,32 @@ def train(args):
     return model, history.history, wall_time, result, best_path
 
 
+def better_weights_reason(old_record, result):
+    """Why existing weights should stay (None if the new run may replace them): only a higher
+    or equal accuracy on the same test set replaces weights."""
+    old = (old_record or {}).get("metrics")
+    old = old if isinstance(old, dict) else {}
+    old_score, new_score = old.get("test_accuracy"), result.get("test_accuracy")
+    if new_score is None:
+        return "this run was not tested (--test-csv is empty), so it cannot show it is better"
+    if not isinstance(old_score, (int, float)) or old.get("test_csv") != result["test_csv"]:
+        return None if old_score is None else (
+            f"its test accuracy was measured on {old.get('test_csv')}, this run's on {result['test_csv']}")
+    if new_score < old_score:
+        return f"its test accuracy {old_score:.2%} beats this run's {new_score:.2%}"
+    return None
+
+
 def install(model, args, history, wall_time, result, best_path):
     """Save the finished weights and their record, unless that would replace better ones."""
     weights = Path(args.weights)
-    old = analyze.read_record(weights)
-    old_score = (old or {}).get("metrics", {}).get("test_accuracy") if weights.exists() else None
-    new_score = result.get("test_accuracy")
-    if (old_score is not None and new_score is not None and new_score < old_score
-            and not args.overwrite):
-        weights = weights.with_name(weights.name.replace(".weights.h5", ".new.weights.h5"))
-        print(f"kept {args.weights}: its test accuracy {old_score:.2%} beats this run's "
-              f"{new_score:.2%}; saved this run as {weights} (use --overwrite to replace)")
+    if weights.exists() and not args.overwrite:
+        reason = better_weights_reason(analyze.read_record(weights), result)
+        if reason:
+            weights = weights.with_name(weights.name.replace(".weights.h5", ".new.weights.h5"))
+            print(f"kept {args.weights}: {reason}; saved this run as {weights} (use --overwrite to replace)")
+    if weights == Path(args.weights):
+        analyze.keep_previous(weights)
     # An inference-only file: the same weights in a model with no optimizer attached (the
     # optimizer's moments and averages would double the file and are no use for reading digits).
     inference_model = build_classifier(args.arch)
@@ -274,7 +288,7 @@ def install(model, args, history, wall_time, result, best_path):
         "training": {"command": analyze.command_line(), "csv": analyze.display_path(args.csv), "epochs": args.epochs,
                      "batch_size": args.batch_size, "augment": args.augment, "seed": args.seed,
                      "wall_time_s": round(wall_time, 1), "hardware": analyze.hardware_summary(),
-                     "date": time.strftime("%Y-%m-%d")},
+                     "date": time.strftime("%Y-%m-%d"), **({"dry_run": True} if args.dry_run else {})},
         "metrics": result,
     }, analyze.record_path(weights))
     best_path.unlink(missing_ok=True)

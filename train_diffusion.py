@@ -506,6 +506,9 @@ def ask_mode():
             print("\nerror: no answer at the mode prompt (end of input); pass --mode 0, 1 or 2",
                   file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            print("\nerror: interrupted at the mode prompt; nothing was done", file=sys.stderr)
+            sys.exit(130)
         if answer in MODES:
             return int(answer)
         print(f"  {answer!r} is not a mode: type 0, 1 or 2 and press Enter")
@@ -560,7 +563,7 @@ def parse_args(argv=None):
         "Train the conditional DDIM digit model and/or draw digits.", default_mode=None,  # None: ask
         num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
         figures="ddim_generated_<d>.png and diffusion_progress.png",
-        dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps; weights/ is never written")
+        dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps; it never writes into weights/ nor over weights a real run made")
     add_sampler_arguments(parser)
     args = analyze.parse_generator_args(parser, argv)
     check_sampler_arguments(parser, args)

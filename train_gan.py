@@ -306,7 +306,7 @@ def parse_args(argv=None):
         "Train the conditional GAN and/or draw digits with it.", default_mode=1,  # continue, or start
         num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
         figures="gan_generated_<d>.png and gan_progress/",
-        dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch; weights/ is never written")
+        dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch; it never writes into weights/ nor over weights a real run made")
     return analyze.parse_generator_args(parser, argv)
 
 

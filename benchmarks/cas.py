@@ -51,10 +51,34 @@ def train_and_test(images, labels, test_images, test_labels, epochs, augment, se
 def real_subset(images, labels, per_digit, seed):
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    picks = np.concatenate([rng.choice(np.flatnonzero(labels == d), per_digit, replace=False)
-                            for d in range(analyze.NUM_CLASSES)])
+    picks = analyze.pick_per_digit(labels, per_digit, np.random.default_rng(seed))
     return images[picks], labels[picks]
+
+
+def print_and_save(rows, args, changed, num_test):
+    """The table (the real-digit reference first) and, with --save, each generator's row in
+    its record (a record there must be: it is what says how the weights were made)."""
+    reference = rows[0][2]
+    print(f"\nCNN trained on {args.per_digit * analyze.NUM_CLASSES:,} digits ({args.per_digit} per digit), "
+          f"{args.epochs} epochs{', augmented' if args.augment else ''}, seed {args.seed}"
+          f"{''.join(f', diffusion {k} {v}' for k, v in changed.items())}; "
+          f"tested on {num_test:,} real test digits")
+    print("| trained on | test accuracy (CAS) | vs real |")
+    print("|---|---|---|")
+    for name, module, acc in rows:
+        print(f"| {name} | {acc:.2%} | {100 * (acc - reference):+.2f} points |")
+    for name, module, acc in rows:
+        if args.save and module is not None:
+            weights = args.weights_dir / module.WEIGHT_FILES[0]
+            record = analyze.read_record(weights)
+            if record is None:
+                raise analyze.DataError(f"{analyze.display_path(analyze.record_path(weights))}: no record to "
+                                        "save the score in")
+            record.setdefault("metrics", {})["cas"] = {
+                "accuracy": round(acc, 5), "real_reference": round(reference, 5), "per_digit": args.per_digit,
+                "epochs": args.epochs, "augment": args.augment, "seed": args.seed, **analyze.how_measured(module)}
+            analyze.write_json_atomic(record, analyze.record_path(weights))
+            print(f"saved {name}'s score in {analyze.display_path(analyze.record_path(weights))}")
 
 
 def main():
@@ -75,7 +99,10 @@ def main():
     if args.quick:
         args.per_digit, args.epochs = 20, 1
     if args.per_digit < 1 or args.epochs < 1:
-        analyze.fail("--per-digit and --epochs must be at least 1")
+        parser.error("--per-digit and --epochs must be at least 1")
+    if args.quick and args.save and args.weights_dir.resolve() == analyze.WEIGHTS_DIR:
+        parser.error("--quick only checks the plumbing: its figures would replace the shipped records' "
+                     "(drop --save, or point --weights-dir elsewhere)")
     train_diffusion.check_sampler_arguments(parser, args)
     diffusion_settings = train_diffusion.sampler_settings(args)
     changed = {flag: value for flag, value in diffusion_settings.items()
@@ -106,26 +133,9 @@ def main():
             rows.append((module.MODEL_NAME, module,
                          train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment,
                                         args.seed)))
+        print_and_save(rows, args, changed, len(test_labels))
     except analyze.DataError as exc:
         analyze.fail(exc)
-
-    reference = rows[0][2]
-    print(f"\nCNN trained on {args.per_digit * analyze.NUM_CLASSES:,} digits ({args.per_digit} per digit), "
-          f"{args.epochs} epochs{', augmented' if args.augment else ''}, seed {args.seed}"
-          f"{''.join(f', diffusion {k} {v}' for k, v in changed.items())}; "
-          f"tested on {len(test_labels):,} real test digits")
-    print("| trained on | test accuracy (CAS) | vs real |")
-    print("|---|---|---|")
-    for name, module, acc in rows:
-        print(f"| {name} | {acc:.2%} | {100 * (acc - reference):+.2f} points |")
-        if args.save and module is not None:
-            weights = args.weights_dir / module.WEIGHT_FILES[0]
-            record = analyze.read_record(weights) or {}
-            record.setdefault("metrics", {})["cas"] = {
-                "accuracy": round(acc, 5), "real_reference": round(reference, 5), "per_digit": args.per_digit,
-                "epochs": args.epochs, "augment": args.augment, "seed": args.seed, **analyze.how_measured(module)}
-            analyze.write_json_atomic(record, analyze.record_path(weights))
-
 
 if __name__ == "__main__":
     main()

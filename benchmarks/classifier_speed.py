@@ -167,7 +167,7 @@ def main(argv=None):
                         help="which recipes to train, in this order")
     parser.add_argument("--csv", type=Path, default=analyze.TRAIN_CSV, help="training CSV")
     parser.add_argument("--test-csv", type=Path, default=analyze.TEST_CSV, help="labeled test CSV")
-    parser.add_argument("--seed", type=int, default=SEED, help="random seed (the same for both)")
+    parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed (the same for both)")
     parser.add_argument("--figures-dir", type=Path, default=analyze.FIGURES_DIR,
                         help="where classifier_speed.png goes")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Choose the diffusion sampler's defaults: sweep solver, step spacing, steps, guidance, its interval and eta.
 
-    python benchmarks/diffusion_settings.py                       # ~5 min on 2 idle CPU cores
-    python benchmarks/diffusion_settings.py --guidance 1 2 --steps 20
+    python benchmarks/diffusion_settings.py                       # the shipped settings alone, ~1 min
+    python benchmarks/diffusion_settings.py --guidance 1 2 3 --per-digit 200
     python benchmarks/diffusion_settings.py --solvers dpm++2m --steps 8 10 --intervals 0,inf 0.3,5
     python benchmarks/diffusion_settings.py --spacings angle logsnr --weights-dir weights/in_progress
     python benchmarks/diffusion_settings.py --solvers ddim --steps 20 50 --etas 0 0.5 1 --guidance 1 1.5
@@ -10,7 +10,8 @@ For every setting it draws --per-digit samples of each digit with the shipped we
 prints requested-digit accuracy, MNIST-FID against the test set (with the real-vs-real floor
 at the same size), within-digit variety, how clean the paper is, and digits/s. Stronger
 guidance draws the requested digit more reliably but less variously; fewer steps are faster;
-fresh noise at every step (--etas) widens what is drawn (README: CAS).
+fresh noise at every step (--etas) widens what is drawn (benchmarks/README.md). Every flag
+defaults to the sampler's own setting, so each sweeps only what it is given.
 """
 
 import argparse
@@ -38,16 +39,19 @@ def interval_argument(text):
 def main():
     parser = argparse.ArgumentParser(description="Sweep the diffusion sampler's guidance and steps.",
                                      allow_abbrev=False, formatter_class=analyze.HelpFormatter)
-    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[10, 20])
-    parser.add_argument("--solvers", nargs="+", choices=train_diffusion.SOLVERS, default=["ddim"])
-    parser.add_argument("--spacings", nargs="+", choices=train_diffusion.SPACINGS, default=["angle"],
+    # Each flag takes several values to sweep; its default is the sampler's own, so a bare run
+    # measures the shipped settings.
+    defaults = train_diffusion.SAMPLER_DEFAULTS
+    parser.add_argument("--guidance", type=float, nargs="+", default=[defaults["guidance"]])
+    parser.add_argument("--steps", type=int, nargs="+", default=[defaults["steps"]])
+    parser.add_argument("--solvers", nargs="+", choices=train_diffusion.SOLVERS, default=[defaults["solver"]])
+    parser.add_argument("--spacings", nargs="+", choices=train_diffusion.SPACINGS, default=[defaults["spacing"]],
                         help="steps evenly spaced in noise angle or in log signal-to-noise ratio")
-    parser.add_argument("--intervals", nargs="+", type=interval_argument, default=[(0.0, float("inf"))],
+    parser.add_argument("--intervals", nargs="+", type=interval_argument, default=[defaults["guidance_interval"]],
                         help="guidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
-    parser.add_argument("--etas", type=float, nargs="+", default=[0.0],
+    parser.add_argument("--etas", type=float, nargs="+", default=[defaults["eta"]],
                         help="fresh noise at every step: 0 deterministic, 1 DDPM-like (DPM-Solver++(2M) SDE with dpm++2m)")
-    parser.add_argument("--paper-levels", type=int, nargs="+", default=[0],
+    parser.add_argument("--paper-levels", type=int, nargs="+", default=[defaults["paper_level"]],
                         help="pixels at or below this grey level are set to 0 (the sampler's paper_level)")
     parser.add_argument("--per-digit", type=int, default=100, help="samples per digit and setting")
     parser.add_argument("--seed", type=analyze.seed_argument, default=0, help="random seed")
@@ -56,17 +60,21 @@ def main():
     args = parser.parse_args()
     if not all(0 <= eta <= 1 for eta in args.etas):
         parser.error("--etas must be between 0 and 1")
+    if args.per_digit < 2:
+        parser.error("--per-digit must be at least 2 (variety needs two digits of each kind)")
+    if min(args.guidance) < 0 or min(args.steps) < 1 or not all(0 <= level <= 255 for level in args.paper_levels):
+        parser.error("--guidance must be 0 or more, --steps at least 1, --paper-levels 0-255")
 
     try:
         analyze.set_seed(args.seed)
         metrics = analyze.DigitMetrics.of_shipped_classifier(args.seed)
         sampler = train_diffusion.load_sampler(args.weights_dir)
         record = analyze.read_record(args.weights_dir / train_diffusion.WEIGHT_FILES[0])
+        floor = metrics.real_floor(args.per_digit)
     except analyze.DataError as exc:
         analyze.fail(exc)
     labels = analyze.requested_labels(None, args.per_digit)
     sampler(labels[:10], steps=2)  # trace once: measure sampling, not tracing
-    floor = metrics.real_floor(args.per_digit)
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
           f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
           f"variety {floor['variety']:.2f}")

@@ -144,6 +144,8 @@ def main():
     parser.add_argument("--figure", type=Path, default=analyze.FIGURES_DIR / "seed_gan_diagnosis.png",
                         help="where the samples figure goes")
     args = parser.parse_args()
+    if args.steps < 1 or args.every < 1:
+        parser.error("--steps and --every must be at least 1")
 
     from train_classifier import load_classifier
 

@@ -33,9 +33,15 @@ def config_argument(text):
         config = json.loads(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not JSON ({exc.msg}): {text!r}") from None
-    if not isinstance(config, dict) or set(config) - set(train_diffusion.MODEL_CONFIG):
-        raise argparse.ArgumentTypeError(
-            f"expected an object with keys among {', '.join(train_diffusion.MODEL_CONFIG)}: {text!r}")
+    if not isinstance(config, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of build_unet arguments: {text!r}")
+    try:  # the keys and value types a weights record may hold, checked the same way
+        analyze.checked_config({"config": config}, train_diffusion.MODEL_CONFIG, "--configs", "")
+    except analyze.DataError as exc:
+        # The message names a record and how to remake it; here only its middle applies.
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1].rsplit("; ", 1)[0]) from None
+    if config.get("conditioning", train_diffusion.MODEL_CONFIG["conditioning"]) not in train_diffusion.CONDITIONINGS:
+        raise argparse.ArgumentTypeError(f"conditioning must be one of {', '.join(train_diffusion.CONDITIONINGS)}")
     return config
 
 
@@ -52,7 +58,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed rounds (the median is printed)")
     args = parser.parse_args()
     if args.batch < 1 or args.repeats < 1:
-        analyze.fail("--batch and --repeats must be at least 1")
+        parser.error("--batch and --repeats must be at least 1")
 
     import numpy as np
     import tensorflow as tf

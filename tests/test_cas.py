@@ -27,3 +27,7 @@ def test_cas_saves_only_default_settings(tmp_path):
     # The record's figures are the defaults'; a CAS at other guidance is printed, never stored.
     assert_clean_failure(run_script("benchmarks/cas.py", "--quick", "--weights-dir", tmp_path, "--save",
                                     "--guidance", "1.0"), "--save stores figures of the default sampler settings")
+
+
+def test_cas_quick_never_saves_into_the_shipped_records():
+    assert_clean_failure(run_script("benchmarks/cas.py", "--quick", "--save"), "--quick only checks the plumbing")

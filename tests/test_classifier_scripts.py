@@ -94,6 +94,19 @@ def test_worse_weights_never_replace_better_ones(tmp_path, dry_weights, tiny_csv
     assert "kept" in result.stdout
     assert target.read_bytes() == before
     assert (tmp_path / "c.new.weights.h5").exists()
+    # Untested, a run cannot show it is better; and a real run's weights are safe from a dry run.
+    record["training"].pop("dry_run")
+    analyze.write_json_atomic(record, analyze.record_path(target))
+    result = run_script("train_classifier.py", "--dry-run", "--csv", tiny_csv, "--test-csv", "",
+                        "--weights", target, "--figures-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "c.weights.h5 was made by a real run" in result.stdout
+    assert target.read_bytes() == before and not analyze.previous_copy(target).exists()
+    assert "cannot show it is better" in train_classifier.better_weights_reason(record, {"val_accuracy": 0.9})
+    assert "measured on" in train_classifier.better_weights_reason(
+        record, {"test_accuracy": 1.0, "test_csv": "other.csv"})
+    assert train_classifier.better_weights_reason(record, {"test_accuracy": 0.9995,
+                                                           "test_csv": record["metrics"]["test_csv"]}) is None
 
 
 def test_interrupted_training_resumes_from_its_backup(tmp_path, tiny_csv):
@@ -190,7 +203,7 @@ def test_too_few_rows_and_missing_csv_fail_cleanly(tmp_path, mnist):
 
 
 def test_unknown_arch_fails_cleanly():
-    assert_clean_failure(run_script("train_classifier.py", "--arch", "resnet"), "unknown --arch 'resnet'")
+    assert_clean_failure(run_script("train_classifier.py", "--arch", "resnet"), "invalid choice: 'resnet'")
 
 
 def test_missing_and_incompatible_weights_fail_cleanly(tmp_path, tiny_csv):

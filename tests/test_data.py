@@ -129,6 +129,22 @@ def test_keep_previous_copies_weights_and_record(tmp_path):
     assert previous.name == "m.previous.weights.h5" and previous.read_bytes() == b"trained"
     assert analyze.read_record(previous) == {"epochs": 3}
     assert weights.exists()
+    assert analyze.keep_previous(weights) == previous  # the same bytes are kept once
+    weights.write_bytes(b"one epoch of a restart")  # starting over again must not lose "trained"
+    second = analyze.keep_previous(weights)
+    assert second.name == "m.previous-2.weights.h5" and second.read_bytes() == b"one epoch of a restart"
+    assert previous.read_bytes() == b"trained" and analyze.read_record(second) == {"epochs": 3}
+
+
+def test_keep_previous_numbers_a_models_files_alike(tmp_path):
+    checkpoint, average = tmp_path / "d_model.weights.h5", tmp_path / "d_ema.weights.h5"
+    checkpoint.write_bytes(b"checkpoint")
+    average.write_bytes(b"average")
+    analyze.previous_copy(average).write_bytes(b"an older average")  # only one file has a copy
+    kept = analyze.keep_previous(checkpoint, average)
+    assert kept.name == "d_model.previous-2.weights.h5"
+    assert analyze.previous_copy(average, 2).read_bytes() == b"average"
+    assert not analyze.previous_copy(checkpoint).exists()
 
 
 def test_paper_cleanliness_counts_faint_and_grey_pixels_and_tinted_digits():

@@ -212,6 +212,33 @@ def test_gan_resume_and_reproducible_generation(tmp_path, gan_run, tiny_csv):
     assert not np.array_equal(archives[0], archives[2])
 
 
+def test_a_dry_run_never_writes_over_weights_a_real_run_made(tmp_path, gan_run, tiny_csv):
+    copy_weights(gan_run, tmp_path, train_gan.WEIGHT_FILES)
+    record_file = analyze.record_path(tmp_path / train_gan.WEIGHT_FILES[0])
+    record = json.loads(record_file.read_text())
+    assert record["training"].pop("dry_run") is True  # what lets the resume test above write in place
+    record_file.write_text(json.dumps(record))  # now they are a real run's
+    def weights_and_record():  # the pictures go to --figures-dir, here the same folder, as asked
+        return {path.name: path.read_bytes() for path in tmp_path.glob("*") if path.suffix in (".h5", ".json")}
+
+    before = weights_and_record()
+    for mode in ("--mode", "1"), ("--from-scratch",):
+        result = run_script("train_gan.py", *mode, "--dry-run", "--csv", tiny_csv, "--weights-dir", tmp_path,
+                            "--figures-dir", tmp_path, "--num-per-digit", "1")
+        assert result.returncode == 0, result.stderr
+        assert "gan_generator.weights.h5 was made by a real run" in result.stdout, result.stdout
+    assert weights_and_record() == before and len(before) == len(train_gan.WEIGHT_FILES) + 1
+
+
+@pytest.mark.parametrize("damage, message", [("{", "is not a readable JSON object"),
+                                             ('{"config": {}, "training": 3}', '"training" should be an object')])
+def test_a_damaged_record_is_one_line_not_a_guess_at_the_network(tmp_path, gan_run, damage, message):
+    copy_weights(gan_run, tmp_path, train_gan.WEIGHT_FILES)
+    analyze.record_path(tmp_path / train_gan.WEIGHT_FILES[0]).write_text(damage)
+    result = run_script("train_gan.py", "--generate", "--weights-dir", tmp_path, "--figures-dir", tmp_path)
+    assert_clean_failure(result, "gan_generator.json", message)
+
+
 @pytest.mark.parametrize("conditioning, class_weight", [("projection", 0.0), ("projection", 0.2), ("acgan", 1.0)])
 def test_gan_step_moves_the_average_generator_by_the_warmed_up_decay(conditioning, class_weight):
     gan = train_gan.make_gan({"noise_dim": 8, "width": 8, "conditioning": conditioning, "class_weight": class_weight})
@@ -289,8 +316,9 @@ def test_gan_continues_weights_from_before_conditioning_as_acgan(tmp_path, gan_r
     analyze.save_weights_atomic(legacy.generator, tmp_path / "gan_generator.weights.h5")
     analyze.save_weights_atomic(legacy.discriminator, tmp_path / "gan_discriminator.weights.h5")
     (tmp_path / "gan_generator_ema.weights.h5").unlink(missing_ok=True)
+    # (Marked as a dry run's, so the dry run below may write its record in place.)
     record_file.write_text(json.dumps({"builder": train_gan.BUILDER, "config": {"noise_dim": 8, "width": 8},
-                                       "training": {"epochs": 1}}))
+                                       "training": {"epochs": 1, "dry_run": True}}))
     result = run_script("train_gan.py", "--dry-run", "--csv", tiny_csv, "--weights-dir", tmp_path,
                         "--figures-dir", tmp_path, "--num-per-digit", "1", "--digit", "0")
     assert result.returncode == 0, result.stderr

@@ -11,6 +11,8 @@ def test_times_each_network_and_refuses_configs_the_builder_does_not_take():
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if "float32" in line]
     assert len(rows) == 2 and rows[0].rstrip().endswith("1.00x") and '"attention": true' in rows[1], result.stdout
-    for bad, why in [("[1, 2]", "expected an object"), ('{"heads": 4}', "expected an object"), ("{", "not JSON")]:
+    for bad, why in [("[1, 2]", "expected a JSON object"), ('{"heads": 4}', "unknown config key 'heads'"),
+                     ("{", "not JSON"), ('{"widths": 64}', "config 'widths' should be list"),
+                     ('{"conditioning": "film"}', "conditioning must be one of")]:
         result = run_script("benchmarks/unet_pass.py", "--configs", bad)
         assert result.returncode == 2 and why in result.stderr, result.stderr

@@ -64,8 +64,8 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
 MAX_BODY_BYTES = 8 * 1024 * 1024   # a phone photo as base64 fits; anything bigger is refused (413)
 MAX_PICTURE_PIXELS = 30_000_000    # declared size checked before decoding: no decompression bombs
 DEFAULT_COUNT = 16
-MAX_COUNT = 64                     # 64 diffusion digits with their steps take a few seconds here
-MAX_SEED = 2 ** 32 - 1
+MAX_COUNT = 64                     # 64 diffusion digits with their steps: about a second here
+MAX_SEED = analyze.MAX_SEED         # what every script's --seed takes
 MAX_NAME = 100
 MAX_WAITING = 32                   # API requests in progress or queued for a model; more get 503
 MAX_DECODING = 2                   # pictures decoded at once (memory: a photo is ~100 MB as floats)
@@ -219,8 +219,7 @@ class Models:
             # model.predict costs milliseconds per call; a traced call on any batch size does not.
             models._predict = tf.function(lambda x: models.classifier(x, training=False),
                                           input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)])
-            record = analyze.read_record(classifier_weights) or {}
-            models.classifier_name = str(record.get("config", {}).get("arch", "cnn")).upper()
+            models.classifier_name = models.classifier.name.removeprefix("classifier_").upper()
             models._warm_up_reading()
             log(f"classifier: ready ({models.classifier_name}, {analyze.display_path(classifier_weights)})")
         except DataError as exc:
@@ -669,9 +668,7 @@ def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
     """Load the models and answer until Ctrl-C (`python analyze.py --serve`).
 
     Like every script, it ends with one `error: ...` line on bad input (a busy port, a host
-    it cannot listen on), here through analyze.fail itself: run as `python analyze.py`,
-    analyze is loaded twice (as __main__ and as analyze), so a DataError raised here would
-    not be the class analyze.py's main() catches."""
+    it cannot listen on)."""
     try:
         server = bind(host, port)  # first: a busy port fails at once, not after loading the models
     except DataError as exc:
