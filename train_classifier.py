@@ -160,6 +160,23 @@ def compile_classifier(model, arch, steps_total):
                   metrics=["accuracy"])
 
 
+def clear_backup_and_restore():
+    """keras.callbacks.BackupAndRestore whose unreadable backup is one clear line, not a traceback.
+    (double_checkpoint=True already falls back to the previous epoch's copy when Ctrl-C cut the
+    last one short; this covers a backup that still cannot be loaded.)"""
+    import keras
+
+    class ClearBackupAndRestore(keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs=None):
+            try:
+                super().on_train_begin(logs)
+            except (OSError, ValueError, KeyError) as exc:
+                raise DataError(f"cannot resume from the interrupted run's backup in {self.backup_dir} "
+                                f"({str(exc).splitlines()[0][:150]}); delete that folder to start over") from None
+
+    return ClearBackupAndRestore
+
+
 def training_callbacks(best_path, backup_dir=None, averaged=True):
     """The callbacks of a classifier run (the speed benchmark's too), in the order that matters:
     the backup stores the raw weights and the optimizer's state; then the averaged weights are
@@ -167,7 +184,8 @@ def training_callbacks(best_path, backup_dir=None, averaged=True):
     averaged=False is for an optimizer that keeps no average (the benchmark's keras.io recipe)."""
     import keras
 
-    backup = [keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []
+    ClearBackupAndRestore = clear_backup_and_restore()
+    backup = [ClearBackupAndRestore(str(backup_dir), double_checkpoint=True)] if backup_dir else []
     swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaged else []
     return backup + swap + [
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_accuracy", mode="max",
@@ -226,9 +244,9 @@ def train(args):
     model = build_classifier(args.arch)
     compile_classifier(model, args.arch, steps * args.epochs)
     weights = Path(args.weights)
-    # Work files live beside the target, named after it, so two runs for different targets
-    # never resume each other's state.
-    backup_dir = weights.with_name(f".backup-{weights.name.replace('.weights.h5', '')}")
+    # Work files live beside the target, named after it and the architecture, so two runs for
+    # different targets or networks never resume each other's state.
+    backup_dir = weights.with_name(f".backup-{weights.name.replace('.weights.h5', '')}-{args.arch}")
     best_path = weights.with_name(f".best-{weights.name}")
     callbacks = training_callbacks(best_path, backup_dir)
     if backup_dir.exists():

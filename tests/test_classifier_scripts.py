@@ -121,7 +121,7 @@ def test_interrupted_training_resumes_from_its_backup(tmp_path, tiny_csv):
     # A callback-free way to interrupt after epoch 1: kill the process once the backup exists.
     proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    backup = tmp_path / ".backup-c"
+    backup = tmp_path / ".backup-c-cnn"
     deadline = time.time() + 120
     while time.time() < deadline and not any(backup.rglob("*.json")) and proc.poll() is None:
         time.sleep(0.2)
@@ -133,6 +133,21 @@ def test_interrupted_training_resumes_from_its_backup(tmp_path, tiny_csv):
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stdout and "Epoch 1/3" not in result.stdout
     assert target.exists() and not backup.exists()
+
+
+def test_a_damaged_backup_is_one_line_and_kept(tmp_path, tiny_csv):
+    """A backup that cannot be loaded (a crash mid-write, a disk error) names its folder."""
+    target = tmp_path / "c.weights.h5"
+    backup = tmp_path / ".backup-c-cnn"
+    backup.mkdir()
+    (backup / "latest.weights.h5").write_bytes(b"not an HDF5 file")
+    (backup / "training_metadata.json").write_text('{"epoch": 1}')
+    result = run_script("train_classifier.py", "--csv", tiny_csv, "--test-csv", "", "--weights", target,
+                        "--figures-dir", tmp_path, "--epochs", "2", "--batch-size", "16")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot resume" in result.stderr and ".backup-c-cnn" in result.stderr
+    assert (backup / "latest.weights.h5").exists() and not target.exists()
 
 
 def test_analyze_classifier_reports_on_a_csv_as_json(tmp_path, dry_weights, tiny_test_csv):
