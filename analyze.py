@@ -922,7 +922,8 @@ def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_
     modes.add_argument("--from-scratch", dest="mode", action="store_const", const=0, help="same as --mode 0")
     modes.add_argument("--generate", dest="mode", action="store_const", const=2, help="same as --mode 2")
     parser.add_argument("--digit", type=int, help="generate only this digit (default: all ten)")
-    parser.add_argument("--num-per-digit", type=int, default=num_per_digit, help="samples per digit")
+    parser.add_argument("--num-per-digit", "--per-digit", type=int, default=num_per_digit,
+                        help="samples per digit")
     parser.add_argument("--seed", type=seed_argument, default=seed, help="random seed (same seed, same digits)")
     parser.add_argument("--epochs", type=int, default=epochs,
                         help="train until this many epochs in total (continuing counts on)")
@@ -1192,7 +1193,7 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--samples-per-digit", type=int, default=METRIC_SAMPLES_PER_DIGIT,
+    parser.add_argument("--samples-per-digit", "--per-digit", type=int, default=METRIC_SAMPLES_PER_DIGIT,
                         help="generated digits per class for the generator metrics")
     parser.add_argument("--seed", type=seed_argument, default=0, help="random seed")
     parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR, help="where the PNG figures go")
@@ -1208,9 +1209,9 @@ def main():
     parser.add_argument("--port", type=int, default=8000, help="with --serve: the port")
     args = parser.parse_args()
     if args.samples_per_digit < 2:
-        fail("--samples-per-digit must be at least 2")
+        parser.error("--samples-per-digit must be at least 2")
     if not 0 <= args.port <= 65535:
-        fail(f"--port must be 0-65535, got {args.port}")
+        parser.error(f"--port must be 0-65535, got {args.port}")
 
     try:
         if args.serve:

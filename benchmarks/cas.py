@@ -108,7 +108,7 @@ def main():
     changed = {flag: value for flag, value in diffusion_settings.items()
                if value != train_diffusion.SAMPLER_DEFAULTS[flag]}
     if changed and args.save:
-        analyze.fail("--save stores figures of the default sampler settings; drop the sampler flags or --save")
+        parser.error("--save stores figures of the default sampler settings; drop the sampler flags or --save")
 
     try:
         analyze.set_seed(args.seed)

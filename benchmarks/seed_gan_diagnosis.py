@@ -141,8 +141,8 @@ def main():
     parser.add_argument("--every", type=int, default=100, help="print averages every this many steps")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--seed", type=analyze.seed_argument, default=0, help="random seed")
-    parser.add_argument("--figure", type=Path, default=analyze.FIGURES_DIR / "seed_gan_diagnosis.png",
-                        help="where the samples figure goes")
+    parser.add_argument("--figures-dir", type=Path, default=analyze.FIGURES_DIR,
+                        help="where the samples figure (seed_gan_diagnosis.png) goes")
     args = parser.parse_args()
     if args.steps < 1 or args.every < 1:
         parser.error("--steps and --every must be at least 1")
@@ -159,7 +159,7 @@ def main():
     floor = metrics.real_floor(100)["fid"]
     print(f"real-vs-real MNIST-FID floor at 1,000 digits: {floor:.1f}")
     rows = [run(variant, train_images, args.steps, args.every, metrics)[:10] for variant in args.variants]
-    analyze.save_sample_rows(rows, args.figure, args.variants, "seed GAN variants: 10 samples each", column_titles=None)
+    analyze.save_sample_rows(rows, args.figures_dir / "seed_gan_diagnosis.png", args.variants, "seed GAN variants: 10 samples each", column_titles=None)
 
 
 if __name__ == "__main__":

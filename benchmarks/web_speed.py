@@ -154,7 +154,8 @@ def start_server():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     formatter_class=analyze.HelpFormatter)
     parser.add_argument("--url", help="measure a server already running here instead of starting one")
     parser.add_argument("--reads", type=int, default=200, help="timed reads of a drawn digit")
     parser.add_argument("--gan", type=int, default=50, help="timed requests for 16 GAN digits")
@@ -162,6 +163,8 @@ def main():
     parser.add_argument("--threads", type=int, default=8, help="load run: threads")
     parser.add_argument("--per-thread", type=int, default=50, help="load run: reads per thread")
     args = parser.parse_args()
+    if min(args.reads, args.gan, args.diffusion, args.threads, args.per_thread) < 1:
+        parser.error("--reads, --gan, --diffusion, --threads and --per-thread must be at least 1")
 
     process, startup = None, None
     sharing = training_jobs()
@@ -170,10 +173,13 @@ def main():
     else:
         print("starting python analyze.py --serve --port 0")
         process, url, log, startup = start_server()
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        analyze.fail(f"--url {url}: {exc}")
     if host not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit("this benchmark only measures a server on this machine (127.0.0.1)")
+        analyze.fail("this benchmark only measures a server on this machine (127.0.0.1)")
     try:
         client = Client(host, port)
         images, labels = drawn_digits()
@@ -190,6 +196,9 @@ def main():
         client.close()
         load_seconds, load_times, errors = load_run(host, port, reads[0], args.threads, args.per_thread)
         sharing = sorted(sharing | training_jobs())
+    except (OSError, http.client.HTTPException, RuntimeError, ValueError) as exc:
+        # A refused connection, a busy server (503) or a page that is not ours: one line.
+        analyze.fail(f"the server at {url} did not answer as web/server.py does: {exc}")
     finally:
         if process is not None:
             process.send_signal(signal.SIGINT)

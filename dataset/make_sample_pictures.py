@@ -1,6 +1,7 @@
 """Write the sample pictures in dataset/samples/ that the README's quick start recognizes.
 
-    python dataset/make_sample_pictures.py
+    python dataset/make_sample_pictures.py                 # rewrites dataset/samples/
+    python dataset/make_sample_pictures.py --out-dir /tmp/x  # somewhere else
 
 They are deliberately unlike MNIST's tidy 28x28 arrays, the way a user's own pictures are:
  - photo_*: MNIST test digits blown up to a few hundred pixels, placed off-centre, on
@@ -9,18 +10,20 @@ They are deliberately unlike MNIST's tidy 28x28 arrays, the way a user's own pic
 The digit each picture shows is the first character after the prefix in its file name.
 """
 
+import argparse
 import os
+import sys
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import matplotlib.pyplot as plt  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import analyze  # noqa: E402
+
 OUT = HERE / "samples"
+SEED = 7
 PHOTOS = [  # (index into the MNIST test set, dark ink on light paper?, file type)
     (0, True, "png"), (1, True, "jpg"), (2, False, "png"), (3, True, "png"), (4, False, "jpg"),
 ]
@@ -46,26 +49,43 @@ def photo(digit, dark_ink, rng):
     return rgb.clip(0, 255).astype(np.uint8)
 
 
-def main():
+def write_pictures(out_dir, seed):
+    import matplotlib
     import tensorflow as tf
 
-    rng = np.random.default_rng(7)
-    OUT.mkdir(exist_ok=True)
-    with np.load(HERE / "mnist.npz") as mnist:
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rng = np.random.default_rng(seed)
+    with np.load(analyze.BUNDLE) as mnist:
         images, labels = mnist["x_test"], mnist["y_test"]
     for index, dark_ink, kind in PHOTOS:
         pixels = photo(images[index], dark_ink, rng)
         encoded = tf.io.encode_png(pixels) if kind == "png" else tf.io.encode_jpeg(pixels, quality=85)
-        path = OUT / f"photo_{labels[index]}_{index}.{kind}"
-        path.write_bytes(encoded.numpy())
-        print(f"wrote {path.relative_to(HERE.parent)}")
+        path = out_dir / f"photo_{labels[index]}_{index}.{kind}"
+        with analyze.atomic_path(path) as tmp:
+            tmp.write_bytes(encoded.numpy())
+        print(f"wrote {analyze.display_path(path)}")
     for text, font in PRINTED:
         fig = plt.figure(figsize=(1.6, 2.0), dpi=100)
         fig.text(0.5, 0.5, text, fontsize=90, family=font, ha="center", va="center")
-        path = OUT / f"printed_{text}_{font.replace(' ', '')}.png"
-        fig.savefig(path)
+        path = out_dir / f"printed_{text}_{font.replace(' ', '')}.png"
+        with analyze.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
         plt.close(fig)
-        print(f"wrote {path.relative_to(HERE.parent)}")
+        print(f"wrote {analyze.display_path(path)}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     formatter_class=analyze.HelpFormatter)
+    parser.add_argument("--out-dir", type=Path, default=OUT, help="where the pictures go")
+    parser.add_argument("--seed", type=analyze.seed_argument, default=SEED,
+                        help="random seed (the committed pictures use the default)")
+    args = parser.parse_args()
+    try:
+        write_pictures(args.out_dir, args.seed)
+    except analyze.DataError as exc:
+        analyze.fail(exc)
 
 
 if __name__ == "__main__":
