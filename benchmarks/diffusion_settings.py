@@ -42,9 +42,11 @@ def main():
     # Each flag takes several values to sweep; its default is the sampler's own, so a bare run
     # measures the shipped settings.
     defaults = train_diffusion.SAMPLER_DEFAULTS
-    parser.add_argument("--guidance", type=float, nargs="+", default=[defaults["guidance"]])
-    parser.add_argument("--steps", type=int, nargs="+", default=[defaults["steps"]])
-    parser.add_argument("--solvers", nargs="+", choices=train_diffusion.SOLVERS, default=[defaults["solver"]])
+    parser.add_argument("--guidance", type=float, nargs="+", default=[defaults["guidance"]],
+                        help="classifier-free guidance scales (1 = plain conditional, 0 = unconditional)")
+    parser.add_argument("--steps", type=int, nargs="+", default=[defaults["steps"]], help="sampling steps")
+    parser.add_argument("--solvers", nargs="+", choices=train_diffusion.SOLVERS, default=[defaults["solver"]],
+                        help="ddim (first order) or dpm++2m (second order)")
     parser.add_argument("--spacings", nargs="+", choices=train_diffusion.SPACINGS, default=[defaults["spacing"]],
                         help="steps evenly spaced in noise angle or in log signal-to-noise ratio")
     parser.add_argument("--intervals", nargs="+", type=interval_argument, default=[defaults["guidance_interval"]],
