@@ -177,7 +177,7 @@ def main():
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError as exc:
-        analyze.fail(f"--url {url}: {exc}")
+        parser.error(f"--url {url}: {exc}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         analyze.fail("this benchmark only measures a server on this machine (127.0.0.1)")
     try:
