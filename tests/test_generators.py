@@ -515,6 +515,14 @@ def test_self_conditioned_network_is_shown_the_previous_estimate(mnist):
     np.testing.assert_array_equal(second[:2], second[2:])
 
 
+def test_the_shipped_diffusion_record_builds_the_scale_shift_network():
+    record = analyze.read_record(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[0])
+    assert record["config"] == train_diffusion.MODEL_CONFIG
+    assert record["metrics"]["sampler"] == {**train_diffusion.SAMPLER_DEFAULTS,
+                                            "guidance_interval": list(train_diffusion.GUIDANCE_INTERVAL)}
+    assert record["ema_sha256"] == analyze.file_sha256(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[1])
+
+
 def test_unet_options_change_its_inputs_and_refuse_unknown_conditioning():
     import keras
 
@@ -531,8 +539,8 @@ def test_unet_options_change_its_inputs_and_refuse_unknown_conditioning():
 
 
 def test_diffusion_records_from_before_the_options_build_the_network_they_were_trained_on():
-    shipped = analyze.read_record(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[0])
-    assert "conditioning" not in shipped["config"]  # saved before the options existed
+    # The config of the shift network shipped until 2026-12-01, saved before the options existed.
+    shipped = {"config": {"widths": [64, 128], "embedding_dim": 128, "patch": 2}}
     # Defaults that differ from the legacy values everywhere, so each key must come from LEGACY_CONFIG.
     every_option = {**train_diffusion.MODEL_CONFIG, "conditioning": "scale_shift", "self_condition": True,
                     "attention": True}
