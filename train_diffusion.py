@@ -25,6 +25,7 @@ TensorFlow and Keras are imported inside the functions that need them, so that -
 argument errors answer at once.
 """
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -565,6 +566,9 @@ def parse_args(argv=None):
         num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
         figures="ddim_generated_<d>.png and diffusion_progress.png",
         dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps; it never writes into weights/ nor over weights a real run made")
+    parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=None,
+                        help="a new run's network adds self-attention over the 7x7 positions (default: "
+                             f"{MODEL_CONFIG['attention']}; a continued run keeps its record's)")
     add_sampler_arguments(parser)
     args = analyze.parse_generator_args(parser, argv)
     check_sampler_arguments(parser, args)
@@ -575,8 +579,13 @@ def main(argv=None):
     args = parse_args(argv)
     mode = args.mode if args.mode is not None else ask_mode()
     with analyze.generator_errors() as session:
-        run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
+        new_config = MODEL_CONFIG if args.attention is None else {**MODEL_CONFIG, "attention": args.attention}
+        run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, new_config, BUILDER,
                                                     MAKE_COMMAND, args.dry_run, LEGACY_CONFIG)
+        if args.attention is not None and run.config["attention"] != args.attention:
+            raise DataError(f"the network in {analyze.display_path(args.weights_dir)} was built "
+                            f"{'with' if run.config['attention'] else 'without'} attention; --attention "
+                            "chooses for new runs (--mode 0)")
         analyze.set_seed(args.seed)
         if run.mode == 2:
             network = load_ema_network(run)

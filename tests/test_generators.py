@@ -55,6 +55,15 @@ def test_diffusion_dry_run_trains_saves_and_generates(diffusion_run):
         np.testing.assert_array_equal(archive["labels"], np.repeat(np.arange(10), 2))
 
 
+def test_attention_flag_builds_a_new_run_and_cannot_change_a_trained_one(tmp_path, tiny_csv):
+    result = run_script(*diffusion_args(tmp_path, "--mode", "0", "--dry-run", "--attention", "--csv", tiny_csv,
+                                        "--num-per-digit", "1", "--digit", "0"))
+    assert result.returncode == 0, result.stderr
+    assert analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])["config"]["attention"] is True
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--no-attention")),
+                         "built with attention")
+
+
 def test_diffusion_resume_continues_the_epoch_count(tmp_path, diffusion_run, tiny_csv):
     copy_weights(diffusion_run, tmp_path, train_diffusion.WEIGHT_FILES)
     result = run_script(*diffusion_args(tmp_path, "--mode", "1", "--dry-run", "--csv", tiny_csv,
