@@ -1147,7 +1147,10 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
     for module in generators:
         name, weights = module.MODEL_NAME, WEIGHTS_DIR / module.WEIGHT_FILES[0]
         draw = module.load_sampler(precision=precision)
-        draw(requested_labels(None, 1), seed)  # warm-up: graph tracing is not generation speed
+        # Warm-up: graph tracing is not generation speed. Two batch sizes, because a compiled
+        # sampler traces once for the first size and once more for any batch size after it.
+        for per_digit in (1, 2):
+            draw(requested_labels(None, per_digit), seed)
         labels = requested_labels(None, samples_per_digit)
         print(f"{name}: drawing {len(labels):,} digits ...", flush=True)  # the diffusion model takes a while
         start = time.perf_counter()
