@@ -1,8 +1,7 @@
-"""Every script answers --help (and its defaults) without loading TensorFlow or data, and a
-misspelled or bad flag is one line. The shared flags have the same names everywhere."""
+"""Every script answers --help (with its defaults) without doing its work (no pictures written),
+and a misspelled or bad flag is one line. The shared flags have the same names everywhere."""
 
 import re
-from pathlib import Path
 
 import pytest
 
