@@ -47,10 +47,12 @@ CONDITIONINGS = ("shift", "scale_shift")  # how noise level and digit enter the 
 # Scale-shift beat shift at 15 and at 60 epochs (README, "A stronger network"): the shipped
 # weights are this network; older records without these keys rebuild through LEGACY_CONFIG.
 MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2, "conditioning": "scale_shift",
-                "self_condition": False, "attention": False}
+                "self_condition": False, "attention": False, "blocks": 1}
 # Records from before these keys:
-LEGACY_CONFIG = {"conditioning": "shift", "self_condition": False, "attention": False}
+LEGACY_CONFIG = {"conditioning": "shift", "self_condition": False, "attention": False, "blocks": 1}
 NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
+# build_unet arguments a new run (--mode 0) may choose by flag; a continued run keeps its record's.
+NETWORK_FLAGS = ("attention", "blocks")
 
 # -- training -----------------------------------------------------------------------------
 EPOCHS = 40  # ~2.8 h on 2 CPU cores (README); the shipped weights are one 60-epoch schedule (--epochs 60)
@@ -94,7 +96,7 @@ MODES = {"0": "train from scratch", "1": "continue training", "2": "generate onl
 # =========================================================================================
 
 def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale_shift", self_condition=False,
-               attention=False):
+               attention=False, blocks=1):
     """U-Net: (noisy digit, noise angle, label 0-10[, estimate]) -> predicted v, 28x28x1.
 
     It works on 2x2 patches (28x28x1 folded into 14x14x4, unfolded at the end): on a CPU the
@@ -113,6 +115,9 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
     every other, which convolutions that small reach only across several blocks, for a few
     percent more time a pass (benchmarks/unet_pass.py).
 
+    blocks is the number of residual blocks at each resolution on the way down and on the way
+    up (ADM uses 2-3): capacity where the digit's strokes are drawn, paid for in every pass.
+
     The defaults build the shipped network (scale-shift, as MODEL_CONFIG, which new runs build).
     """
     import keras
@@ -120,6 +125,8 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
 
     if conditioning not in CONDITIONINGS:
         raise DataError(f"unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+        raise DataError(f"blocks must be a whole number of at least 1, got {blocks!r}")
 
     def timestep_embedding(angle):
         # Sinusoidal features of the angle at geometrically spaced frequencies.
@@ -168,7 +175,8 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
     x = layers.Conv2D(widths[0], 3, padding="same")(x)
     skips = []
     for i, width in enumerate(widths):
-        x = res_block(x, emb, width)
+        for _ in range(blocks):
+            x = res_block(x, emb, width)
         skips.append(x)
         if i < len(widths) - 1:
             x = layers.AveragePooling2D(2)(x)
@@ -179,6 +187,8 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
         if i < len(widths) - 1:
             x = layers.UpSampling2D(interpolation="nearest")(x)
         x = res_block(layers.Concatenate()([x, skips[i]]), emb, width)
+        for _ in range(blocks - 1):
+            x = res_block(x, emb, width)
     x = layers.Activation("swish")(layers.GroupNormalization(8)(x))
     x = layers.Conv2D(patch * patch, 3, padding="same", kernel_initializer="zeros")(x)
     v = layers.Lambda(lambda t: ops.reshape(ops.transpose(ops.reshape(
@@ -569,9 +579,14 @@ def parse_args(argv=None):
     parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=None,
                         help="a new run's network adds self-attention over the 7x7 positions (default: "
                              f"{MODEL_CONFIG['attention']}; a continued run keeps its record's)")
+    parser.add_argument("--blocks", type=int, default=None, metavar="N",
+                        help="a new run's residual blocks at each resolution, down and up (default: "
+                             f"{MODEL_CONFIG['blocks']}; a continued run keeps its record's)")
     add_sampler_arguments(parser)
     args = analyze.parse_generator_args(parser, argv)
     check_sampler_arguments(parser, args)
+    if args.blocks is not None and args.blocks < 1:
+        parser.error(f"--blocks must be at least 1, got {args.blocks}")
     return args
 
 
@@ -579,13 +594,14 @@ def main(argv=None):
     args = parse_args(argv)
     mode = args.mode if args.mode is not None else ask_mode()
     with analyze.generator_errors() as session:
-        new_config = MODEL_CONFIG if args.attention is None else {**MODEL_CONFIG, "attention": args.attention}
-        run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, new_config, BUILDER,
-                                                    MAKE_COMMAND, args.dry_run, LEGACY_CONFIG)
-        if args.attention is not None and run.config["attention"] != args.attention:
-            raise DataError(f"the network in {analyze.display_path(args.weights_dir)} was built "
-                            f"{'with' if run.config['attention'] else 'without'} attention; --attention "
-                            "chooses for new runs (--mode 0)")
+        chosen = {flag: getattr(args, flag) for flag in NETWORK_FLAGS if getattr(args, flag) is not None}
+        run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, {**MODEL_CONFIG, **chosen},
+                                                    BUILDER, MAKE_COMMAND, args.dry_run, LEGACY_CONFIG)
+        built = [f"{flag}={run.config[flag]}" for flag, value in chosen.items() if run.config[flag] != value]
+        if built:
+            raise DataError(f"the network in {analyze.display_path(args.weights_dir)} was built with "
+                            f"{', '.join(built)}; {' and '.join('--' + f for f in NETWORK_FLAGS)} choose for "
+                            "new runs (--mode 0)")
         analyze.set_seed(args.seed)
         if run.mode == 2:
             network = load_ema_network(run)

@@ -55,13 +55,18 @@ def test_diffusion_dry_run_trains_saves_and_generates(diffusion_run):
         np.testing.assert_array_equal(archive["labels"], np.repeat(np.arange(10), 2))
 
 
-def test_attention_flag_builds_a_new_run_and_cannot_change_a_trained_one(tmp_path, tiny_csv):
-    result = run_script(*diffusion_args(tmp_path, "--mode", "0", "--dry-run", "--attention", "--csv", tiny_csv,
-                                        "--num-per-digit", "1", "--digit", "0"))
+def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path, tiny_csv):
+    result = run_script(*diffusion_args(tmp_path, "--mode", "0", "--dry-run", "--attention", "--blocks", "2",
+                                        "--csv", tiny_csv, "--num-per-digit", "1", "--digit", "0"))
     assert result.returncode == 0, result.stderr
-    assert analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])["config"]["attention"] is True
+    config = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])["config"]
+    assert config["attention"] is True and config["blocks"] == 2
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--no-attention")),
-                         "built with attention")
+                         "built with attention=True")
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "1", "--blocks", "1")),
+                         "built with blocks=2")
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "0", "--blocks", "0")),
+                         "--blocks must be at least 1")
 
 
 def test_diffusion_resume_continues_the_epoch_count(tmp_path, diffusion_run, tiny_csv):
@@ -526,7 +531,8 @@ def test_self_conditioned_network_is_shown_the_previous_estimate(mnist):
 
 def test_the_shipped_diffusion_record_builds_the_scale_shift_network():
     record = analyze.read_record(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[0])
-    assert record["config"] == train_diffusion.MODEL_CONFIG
+    assert analyze.checked_config(record, train_diffusion.MODEL_CONFIG, Path("w.weights.h5"), "make",
+                                  train_diffusion.LEGACY_CONFIG) == train_diffusion.MODEL_CONFIG
     assert record["metrics"]["sampler"] == {**train_diffusion.SAMPLER_DEFAULTS,
                                             "guidance_interval": list(train_diffusion.GUIDANCE_INTERVAL)}
     assert record["ema_sha256"] == analyze.file_sha256(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[1])
@@ -543,8 +549,15 @@ def test_unet_options_change_its_inputs_and_refuse_unknown_conditioning():
     attending = train_diffusion.build_unet((8, 16), 16, attention=True)
     assert any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in attending.layers)
     assert not any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in shift.layers)
+    deeper = train_diffusion.build_unet((8, 16), 16, blocks=2)
+    convolutions = [sum(isinstance(layer, keras.layers.Conv2D) for layer in network.layers)
+                    for network in (scale_shift, deeper)]
+    # Two 3x3 convolutions a block; a second block at both resolutions, down and up, adds four blocks.
+    assert convolutions[1] - convolutions[0] == 4 * 2
     with pytest.raises(analyze.DataError, match="unknown conditioning"):
         train_diffusion.build_unet(conditioning="film")
+    with pytest.raises(analyze.DataError, match="blocks must be"):
+        train_diffusion.build_unet(blocks=0)
 
 
 def test_diffusion_records_from_before_the_options_build_the_network_they_were_trained_on():
@@ -552,13 +565,13 @@ def test_diffusion_records_from_before_the_options_build_the_network_they_were_t
     shipped = {"config": {"widths": [64, 128], "embedding_dim": 128, "patch": 2}}
     # Defaults that differ from the legacy values everywhere, so each key must come from LEGACY_CONFIG.
     every_option = {**train_diffusion.MODEL_CONFIG, "conditioning": "scale_shift", "self_condition": True,
-                    "attention": True}
+                    "attention": True, "blocks": 2}
 
     def config(record):
         return analyze.checked_config(record, every_option, Path("w.weights.h5"), "make",
                                       train_diffusion.LEGACY_CONFIG)
     assert config(shipped)["conditioning"] == "shift" and config(shipped)["self_condition"] is False
-    assert config(shipped)["attention"] is False
+    assert config(shipped)["attention"] is False and config(shipped)["blocks"] == 1
     # A record from before "attention" (as the scale-shift run started on 2026-12-01) builds without it.
     newer = {"config": {**shipped["config"], "conditioning": "scale_shift", "self_condition": True}}
     assert config(newer)["conditioning"] == "scale_shift" and config(newer)["self_condition"] is True
