@@ -79,11 +79,13 @@ SOLVER = "dpm++2m"
 GUIDANCE = 2.25
 GUIDANCE_INTERVAL = (1.2, 2.5)  # guide at noise-to-signal ratios tan(angle) in (low, high]
 ETA = 0.0
+ETA_INTERVAL = None  # fresh noise (eta) at every step, or only at tan(angle) in (low, high]
 PAPER_LEVEL = 6  # pictures' pixels at or below this grey level (of 255) are set to 0, the paper;
 # the haze reaches level 6: 1.2% of the 60-epoch model's pixels are 4-6, MNIST's 0.25% (README)
 # What the metrics in the weights record were drawn with (analyze.py --save-metrics, cas.py --save).
 SAMPLER_DEFAULTS = {"steps": STEPS, "solver": SOLVER, "spacing": SPACING, "guidance": GUIDANCE,
-                    "guidance_interval": GUIDANCE_INTERVAL, "paper_level": PAPER_LEVEL, "eta": ETA}
+                    "guidance_interval": GUIDANCE_INTERVAL, "paper_level": PAPER_LEVEL, "eta": ETA,
+                    "eta_interval": ETA_INTERVAL}
 NUM_PER_DIGIT = 16
 SAMPLING_BATCH = 500
 MIN_ANGLE, MAX_ANGLE = 0.02, math.pi / 2  # signal = cos(angle), noise = sin(angle)
@@ -326,9 +328,16 @@ def sampling_angles(steps, spacing=SPACING):
     return np.append(np.arctan(noise_to_signal), 0.0)
 
 
+def in_interval(angles, interval):
+    """Per angle: whether its noise-to-signal ratio tan(angle) lies in interval (low, high]."""
+    low, high = interval
+    return [bool(low < np.tan(angle) <= high) for angle in angles]
+
+
 def solver_coefficients(angles, solver="ddim", eta=ETA):
     """Per step i (angles[i] -> angles[i+1]): the update x' = a x + b (c1 x0 + c2 x0_prev) + sigma z,
     where x0 is this step's estimate of the clean digit and x0_prev the previous step's.
+    eta is one value for every step, or one per step.
 
     DDIM is first order (c1 = 1, c2 = 0); eta > 0 swaps part of its deterministic noise for
     fresh noise z. DPM-Solver++(2M) (Lu et al. 2022) extrapolates the estimate linearly in
@@ -338,13 +347,14 @@ def solver_coefficients(angles, solver="ddim", eta=ETA):
     Written with signal = cos(angle) and noise = sin(angle); c1 + c2 = 1 always, so an exact
     estimate stays exact."""
     angles = np.maximum(np.asarray(angles, np.float64), 0.0)
+    etas = np.broadcast_to(np.asarray(eta, np.float64), (len(angles) - 1,))
     rows = []
     log_snr = np.log(np.cos(angles[:-1]) / np.sin(angles[:-1]))  # finite: angles[:-1] >= MIN_ANGLE
     for i in range(len(angles) - 1):
         c, s = np.cos(angles[i]), np.sin(angles[i])
         c_next, s_next = np.cos(angles[i + 1]), np.sin(angles[i + 1])
         # DDIM's sigma with alpha_bar = cos^2: eta=0 is deterministic, 1 is DDPM-like.
-        sigma = eta * np.sqrt(max(s_next ** 2 / s ** 2 * (1 - c ** 2 / max(c_next ** 2, 1e-12)), 0.0))
+        sigma = etas[i] * np.sqrt(max(s_next ** 2 / s ** 2 * (1 - c ** 2 / max(c_next ** 2, 1e-12)), 0.0))
         sigma = min(sigma, s_next)
         a = np.sqrt(s_next ** 2 - sigma ** 2) / s
         b = c_next - a * c
@@ -401,14 +411,15 @@ class Sampler:
         return self.with_steps(labels, seed, keep_steps=False, **settings)[0]
 
     def with_steps(self, labels, seed=SEED, steps=STEPS, solver=SOLVER, spacing=SPACING, guidance=GUIDANCE,
-                   guidance_interval=GUIDANCE_INTERVAL, eta=ETA, paper_level=PAPER_LEVEL, batch_size=SAMPLING_BATCH,
-                   progress=False, keep_steps=True):
+                   guidance_interval=GUIDANCE_INTERVAL, eta=ETA, eta_interval=ETA_INTERVAL, paper_level=PAPER_LEVEL,
+                   batch_size=SAMPLING_BATCH, progress=False, keep_steps=True):
         """(digits, steps): the digits, and uint8 steps x N x 28 x 28 pictures of the clean
         digit as the network estimated it at each step (empty unless keep_steps).
 
         Guidance applies while the noise-to-signal ratio tan(angle) lies in guidance_interval
         (low, high]; elsewhere the plain conditional prediction is used, which also halves
-        those steps' cost. Pixels at or below paper_level become 0: the network's estimate of
+        those steps' cost. Fresh noise (eta) is likewise added only at steps whose
+        tan(angle) lies in eta_interval (None: at every step). Pixels at or below paper_level become 0: the network's estimate of
         blank paper is a mean over what could be there, a few grey levels above 0, where
         MNIST's paper is exactly 0 (README: with and without)."""
         import keras
@@ -418,9 +429,9 @@ class Sampler:
             raise DataError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
         rng = np.random.default_rng(seed)
         angles = sampling_angles(steps, spacing)
-        coefficients = solver_coefficients(angles, solver, eta)
-        low, high = guidance_interval
-        guided = [guidance != 1 and low < np.tan(angle) <= high for angle in angles[:-1]]
+        noisy = in_interval(angles[:-1], eta_interval) if eta_interval else [True] * steps
+        coefficients = solver_coefficients(angles, solver, eta * np.array(noisy, np.float64))
+        guided = [guidance != 1 and inside for inside in in_interval(angles[:-1], guidance_interval)]
 
         def pixels(x0):
             return blank_paper(analyze.from_signed_unit(x0), paper_level)
@@ -547,6 +558,9 @@ def add_sampler_arguments(parser):
     parser.add_argument("--eta", type=float, default=ETA,
                         help="fresh noise at every step: 0 deterministic, 1 DDPM-like "
                              "(with dpm++2m, 1 is DPM-Solver++(2M) SDE)")
+    parser.add_argument("--eta-interval", type=float, nargs=2, default=ETA_INTERVAL, metavar=("LOW", "HIGH"),
+                        help="add the fresh noise of --eta only at noise-to-signal ratios tan(angle) in (LOW, HIGH] "
+                             "(default: at every step)")
 
 
 def check_sampler_arguments(parser, args):
@@ -559,14 +573,17 @@ def check_sampler_arguments(parser, args):
         parser.error(f"--paper-level must be 0-255, got {args.paper_level}")
     if not 0 <= args.eta <= 1:
         parser.error("--eta must be between 0 and 1")
-    if not 0 <= args.guidance_interval[0] < args.guidance_interval[1]:
-        parser.error("--guidance-interval needs 0 <= LOW < HIGH")
+    for flag in ("guidance_interval", "eta_interval"):
+        low, high = getattr(args, flag) or (0, 1)  # None: every step
+        if not 0 <= low < high:
+            parser.error(f"--{flag.replace('_', '-')} needs 0 <= LOW < HIGH")
 
 
 def sampler_settings(args):
     """The Sampler's keyword arguments from parsed sampler flags."""
     settings = {flag: getattr(args, flag) for flag in SAMPLER_FLAGS}
-    settings["guidance_interval"] = tuple(settings["guidance_interval"])
+    for flag in ("guidance_interval", "eta_interval"):
+        settings[flag] = None if settings[flag] is None else tuple(settings[flag])
     return settings
 
 

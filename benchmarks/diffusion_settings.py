@@ -5,12 +5,14 @@
     python benchmarks/diffusion_settings.py --solvers dpm++2m --steps 8 10 --intervals 0,inf 0.3,5
     python benchmarks/diffusion_settings.py --spacings angle logsnr --weights-dir weights/in_progress
     python benchmarks/diffusion_settings.py --solvers ddim --steps 20 50 --etas 0 0.5 1 --guidance 1 1.5
+    python benchmarks/diffusion_settings.py --etas 1 --eta-intervals 0,inf 0.6,2.5   # fresh noise in a band
 
 For every setting it draws --per-digit samples of each digit with the shipped weights and
 prints requested-digit accuracy, MNIST-FID against the test set (with the real-vs-real floor
 at the same size), within-digit variety, how clean the paper is, and digits/s. Stronger
 guidance draws the requested digit more reliably but less variously; fewer steps are faster;
-fresh noise at every step (--etas) widens what is drawn (benchmarks/README.md). Every flag
+fresh noise (--etas, at every step or within --eta-intervals) widens what is drawn
+(benchmarks/README.md). Every flag
 defaults to the sampler's own setting, so each sweeps only what it is given.
 """
 
@@ -26,7 +28,7 @@ import train_diffusion  # noqa: E402  (TensorFlow loads later, inside it)
 
 
 def interval_argument(text):
-    """argparse type for LOW,HIGH: a guidance interval, or a one-line usage error."""
+    """argparse type for LOW,HIGH: an interval of tan(angle), or a one-line usage error."""
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
@@ -53,6 +55,8 @@ def main():
                         help="guidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
     parser.add_argument("--etas", type=float, nargs="+", default=[defaults["eta"]],
                         help="fresh noise at every step: 0 deterministic, 1 DDPM-like (DPM-Solver++(2M) SDE with dpm++2m)")
+    parser.add_argument("--eta-intervals", nargs="+", type=interval_argument, default=[defaults["eta_interval"]],
+                        help="add the fresh noise only at tan(angle) in LOW,HIGH (default: at every step)")
     parser.add_argument("--paper-levels", type=int, nargs="+", default=[defaults["paper_level"]],
                         help="pixels at or below this grey level are set to 0 (the sampler's paper_level)")
     parser.add_argument("--per-digit", type=int, default=100, help="samples per digit and setting")
@@ -80,18 +84,20 @@ def main():
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
           f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
           f"variety {floor['variety']:.2f}")
-    print("| solver | spacing | steps | guidance | interval | eta | paper level | requested-digit accuracy | MNIST-FID "
+    print("| solver | spacing | steps | guidance | interval | eta | eta interval | paper level | requested-digit accuracy | MNIST-FID "
           "| × floor | variety | exactly-0 pixels | 1-3 pixels | 4-29 pixels | tinted digits | digits/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance, args.etas)
-    for solver, spacing, steps, (low, high), guidance, eta in settings:
+    print("|---" * 17 + "|")
+    settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance, args.etas,
+                                 args.eta_intervals)
+    for solver, spacing, steps, (low, high), guidance, eta, eta_interval in settings:
         start = time.perf_counter()
         images = sampler(labels, args.seed, steps=steps, solver=solver, spacing=spacing, guidance=guidance,
-                         guidance_interval=(low, high), eta=eta, paper_level=0)
+                         guidance_interval=(low, high), eta=eta, eta_interval=eta_interval, paper_level=0)
         speed = len(images) / (time.perf_counter() - start)
+        noise_band = "every step" if eta_interval is None else "({:g}, {:g}]".format(*eta_interval)
         for paper_level in args.paper_levels:  # the same digits, with their faintest pixels blanked
             score = metrics.score(train_diffusion.blank_paper(images.copy(), paper_level), labels)
-            print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] | {eta:g} | {paper_level} "
+            print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] | {eta:g} | {noise_band} | {paper_level} "
                   f"| {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} | {score['fid'] / floor['fid']:.2f} "
                   f"| {score['variety']:.2f} | {score['zero_pixels']:.1%} | {score['faint_pixels']:.1%} "
                   f"| {score['grey_pixels']:.1%} | {score['tinted_digits']:.1%} | {speed:,.0f} |", flush=True)

@@ -534,7 +534,8 @@ def test_the_shipped_diffusion_record_builds_the_scale_shift_network():
     assert analyze.checked_config(record, train_diffusion.MODEL_CONFIG, Path("w.weights.h5"), "make",
                                   train_diffusion.LEGACY_CONFIG) == train_diffusion.MODEL_CONFIG
     assert record["metrics"]["sampler"] == {**train_diffusion.SAMPLER_DEFAULTS,
-                                            "guidance_interval": list(train_diffusion.GUIDANCE_INTERVAL)}
+                                            "guidance_interval": list(train_diffusion.GUIDANCE_INTERVAL),
+                                            "eta_interval": train_diffusion.ETA_INTERVAL}
     assert record["ema_sha256"] == analyze.file_sha256(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[1])
 
 
@@ -663,6 +664,37 @@ def test_solver_coefficients_keep_an_exact_estimate_exact(spacing):
     assert dpm[0, 3] == 0 and dpm[-1, 3] == 0                     # ...except first and last
     noisy = train_diffusion.solver_coefficients(angles, "ddim", eta=1.0)
     assert (noisy[:-1, 4] > 0).all() and noisy[-1, 4] == 0
+    # eta per step: a step without fresh noise is the deterministic step, the others unchanged.
+    some = np.arange(10) % 2 == 0
+    mixed = train_diffusion.solver_coefficients(angles, "dpm++2m", eta=some.astype(float))
+    full = train_diffusion.solver_coefficients(angles, "dpm++2m", eta=1.0)
+    np.testing.assert_array_equal(mixed[some], full[some])
+    np.testing.assert_array_equal(mixed[~some], dpm[~some])
+
+
+class Echo:
+    """A 'network' whose estimate follows its input, so fresh noise shows in what it estimates."""
+    inputs = [None] * 3
+
+    def __call__(self, inputs, training=False):
+        return 0.5 * inputs[0]
+
+
+def test_fresh_noise_only_inside_its_interval():
+    """--eta-interval: noise is added only where tan(angle) lies in (LOW, HIGH]; an interval no
+    step falls in draws exactly the deterministic digits, and the default adds it everywhere."""
+    sampler = train_diffusion.Sampler(Echo(), compiled=False)
+    labels = np.array([7, 2], np.int32)
+    settings = {"seed": 1, "steps": 10, "guidance": 1.0, "paper_level": 0}
+    deterministic = sampler.with_steps(labels, **settings)[1]
+    nowhere = sampler.with_steps(labels, eta=1.0, eta_interval=(50.0, 60.0), **settings)[1]
+    np.testing.assert_array_equal(nowhere, deterministic)
+    # (0.6, 2.5] holds the 4th-7th of 10 angle-spaced steps (tan 1.96, 1.38, 1.00, 0.73).
+    assert train_diffusion.in_interval(train_diffusion.sampling_angles(10)[:-1], (0.6, 2.5)) == [False] * 3 + [True] * 4 + [False] * 3
+    band = sampler.with_steps(labels, eta=1.0, eta_interval=(0.6, 2.5), **settings)[1]
+    everywhere = sampler.with_steps(labels, eta=1.0, **settings)[1]
+    np.testing.assert_array_equal(band[:4], deterministic[:4])  # the estimate after the first noisy step is unchanged
+    assert not np.array_equal(band[4:], deterministic[4:]) and not np.array_equal(band, everywhere)
 
 
 @pytest.mark.parametrize("spacing", train_diffusion.SPACINGS)
