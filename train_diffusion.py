@@ -62,6 +62,12 @@ WARMUP_EPOCHS = 1
 LABEL_DROPOUT = 0.1
 SELF_CONDITION_RATE = 0.5  # batches shown the network's own estimate (self-conditioned networks)
 EMA_DECAY = 0.999
+# How each noise level's error counts in the loss. "v": the plain mean squared error of the
+# v-prediction. "min-snr": Min-SNR-gamma (Hang et al. 2023), which caps the weight of the
+# low-noise levels, where the clean digit is almost given: in v terms min(SNR, gamma) / (SNR + 1).
+LOSS_WEIGHTINGS = ("v", "min-snr")
+LOSS_WEIGHTING = "v"
+MIN_SNR_GAMMA = 5.0
 SEED = 42
 DRY_RUN_BATCHES = 2
 
@@ -215,11 +221,23 @@ def learning_rate_schedule(steps_per_epoch, epochs):
         warmup_steps=warmup)
 
 
-def make_diffusion(config, scheduled=True, precision="float32"):
+def loss_weights(angle, weighting):
+    """Per-example weights of the v-prediction's squared error at noise angles `angle`."""
+    import tensorflow as tf
+
+    if weighting == "v":
+        return tf.ones_like(angle)
+    snr = tf.square(tf.cos(angle) / tf.sin(angle))
+    return tf.minimum(snr, MIN_SNR_GAMMA) / (snr + 1.0)
+
+
+def make_diffusion(config, scheduled=True, precision="float32", loss_weighting=LOSS_WEIGHTING):
     """The trainer: network + EMA copy + custom train_step. Its weights file is the checkpoint.
 
     The trained network computes in `precision` (analyze.network_in_precision: bfloat16 trains
     1.3-1.5x faster on the development CPU; the weights, their average and the loss stay float32).
+    loss_weighting (LOSS_WEIGHTINGS) only changes training: a weighted run also reports the
+    plain v loss, so its numbers compare with an unweighted run's.
 
     The optimizer's state is part of the checkpoint, and its layout differs between a
     scheduled learning rate (the default) and the constant one that weights trained before
@@ -235,11 +253,12 @@ def make_diffusion(config, scheduled=True, precision="float32"):
             self.ema_network = build_unet(**config)
             self.ema_network.set_weights(self.network.get_weights())
             self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.v_loss_tracker = keras.metrics.Mean(name="v_loss") if loss_weighting != "v" else None
             self.built = True  # both networks are built; the wrapper has no weights of its own
 
         @property
         def metrics(self):
-            return [self.loss_tracker]
+            return [self.loss_tracker, *([self.v_loss_tracker] if self.v_loss_tracker else [])]
 
         def first_estimate(self, inputs, c, s):
             """What a self-conditioned network is shown as its previous estimate: for half the
@@ -269,12 +288,16 @@ def make_diffusion(config, scheduled=True, precision="float32"):
                 inputs.append(self.first_estimate(inputs, c, s))
             with tf.GradientTape() as tape:
                 v = tf.cast(self.network(inputs, training=True), tf.float32)
-                loss = tf.reduce_mean(tf.square(v - target_v))
+                per_example = tf.reduce_mean(tf.square(v - target_v), axis=[1, 2, 3])
+                loss = tf.reduce_mean(loss_weights(angle, loss_weighting) * per_example)
             grads = tape.gradient(loss, self.network.trainable_weights)
             self.optimizer.apply_gradients(zip(grads, self.network.trainable_weights))
             analyze.update_moving_average(self.network, self.ema_network, EMA_DECAY, self.optimizer.iterations)
             self.loss_tracker.update_state(loss)
-            return {"loss": self.loss_tracker.result()}
+            if self.v_loss_tracker is None:
+                return {"loss": self.loss_tracker.result()}
+            self.v_loss_tracker.update_state(tf.reduce_mean(per_example))
+            return {"loss": self.loss_tracker.result(), "v_loss": self.v_loss_tracker.result()}
 
     model = Diffusion()
     model.scheduled = scheduled
@@ -289,10 +312,16 @@ def is_scheduled(record):
     return record is None or "learning_rate" in record.get("training", {})
 
 
-def load_diffusion(run, precision="float32"):
+def recorded_loss_weighting(record):
+    """The loss weighting a run trained with (records from before the option: "v")."""
+    return (record or {}).get("training", {}).get("loss_weighting", "v")
+
+
+def load_diffusion(run, precision="float32", loss_weighting=LOSS_WEIGHTING):
     """The trainer with the weights of a run from analyze.start_or_resume (mode 1 or 2)."""
-    model = analyze.build_from_record(lambda config: make_diffusion(config, is_scheduled(run.record), precision),
-                                      run.config, run.sources[0], MAKE_COMMAND)
+    model = analyze.build_from_record(
+        lambda config: make_diffusion(config, is_scheduled(run.record), precision, loss_weighting),
+        run.config, run.sources[0], MAKE_COMMAND)
     return analyze.load_weights_or_fail(model, run.sources[0], MAKE_COMMAND)
 
 
@@ -487,7 +516,7 @@ def training_precision(precision):
     return analyze.resolve_precision("float32" if precision == "auto" else precision)
 
 
-def train(args, model, run, precision):
+def train(args, model, run, precision, loss_weighting):
     images, labels = analyze.load_digits_csv(args.csv)
     print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)} (the network in {precision})")
     batches = analyze.training_batches(images, labels, args.batch_size, args.seed,
@@ -513,7 +542,8 @@ def train(args, model, run, precision):
                                                "decay": "cosine to 0", "over_epochs": epochs}
     analyze.fit_resumably(model, batches, record, epochs,
                           {"csv": analyze.display_path(args.csv), "batch_size": args.batch_size,
-                           "seed": args.seed, "precision": precision_history(record["training"], precision)},
+                           "seed": args.seed, "precision": precision_history(record["training"], precision),
+                           "loss_weighting": loss_weighting},
                           checkpoint)
 
 
@@ -599,6 +629,9 @@ def parse_args(argv=None):
     parser.add_argument("--blocks", type=int, default=None, metavar="N",
                         help="a new run's residual blocks at each resolution, down and up (default: "
                              f"{MODEL_CONFIG['blocks']}; a continued run keeps its record's)")
+    parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default=None,
+                        help="a new run's loss: v (plain v-prediction error) or min-snr (Min-SNR-5 weighting) "
+                             f"(default: {LOSS_WEIGHTING}; a continued run keeps its record's)")
     add_sampler_arguments(parser)
     args = analyze.parse_generator_args(parser, argv)
     check_sampler_arguments(parser, args)
@@ -619,13 +652,18 @@ def main(argv=None):
             raise DataError(f"the network in {analyze.display_path(args.weights_dir)} was built with "
                             f"{', '.join(built)}; {' and '.join('--' + f for f in NETWORK_FLAGS)} choose for "
                             "new runs (--mode 0)")
+        loss_weighting = recorded_loss_weighting(run.record) if run.sources else args.loss_weighting or LOSS_WEIGHTING
+        if args.loss_weighting not in (None, loss_weighting):
+            raise DataError(f"the run in {analyze.display_path(args.weights_dir)} trained with --loss-weighting "
+                            f"{loss_weighting}; --loss-weighting chooses for new runs (--mode 0)")
         analyze.set_seed(args.seed)
         if run.mode == 2:
             network = load_ema_network(run)
         else:
             precision = training_precision(args.precision)
-            model = load_diffusion(run, precision) if run.sources else make_diffusion(run.config, precision=precision)
-            train(args, model, run, precision)
+            model = (load_diffusion(run, precision, loss_weighting) if run.sources
+                     else make_diffusion(run.config, precision=precision, loss_weighting=loss_weighting))
+            train(args, model, run, precision, loss_weighting)
             network = model.ema_network
 
         sampler = Sampler(analyze.network_in_precision(network, args.precision))

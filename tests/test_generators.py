@@ -47,6 +47,7 @@ def test_diffusion_dry_run_trains_saves_and_generates(diffusion_run):
     record = json.loads(analyze.record_path(out / "diffusion_model.weights.h5").read_text())
     assert record["training"]["epochs"] == 1 and record["config"]["widths"]
     assert record["training"]["learning_rate"]["decay"] == "cosine to 0"
+    assert record["training"]["loss_weighting"] == train_diffusion.LOSS_WEIGHTING == "v"
     assert all((out / name).is_file() for name in train_diffusion.WEIGHT_FILES)
     for d in range(10):
         assert (out / f"ddim_generated_{d}.png").exists()
@@ -57,10 +58,15 @@ def test_diffusion_dry_run_trains_saves_and_generates(diffusion_run):
 
 def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path, tiny_csv):
     result = run_script(*diffusion_args(tmp_path, "--mode", "0", "--dry-run", "--attention", "--blocks", "2",
-                                        "--csv", tiny_csv, "--num-per-digit", "1", "--digit", "0"))
+                                        "--loss-weighting", "min-snr", "--csv", tiny_csv, "--num-per-digit", "1",
+                                        "--digit", "0"))
     assert result.returncode == 0, result.stderr
-    config = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])["config"]
-    assert config["attention"] is True and config["blocks"] == 2
+    assert "v_loss" in result.stdout  # a weighted run also shows the plain loss, to compare runs by
+    record = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])
+    assert record["config"]["attention"] is True and record["config"]["blocks"] == 2
+    assert record["training"]["loss_weighting"] == "min-snr"
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "1", "--loss-weighting", "v")),
+                         "trained with --loss-weighting min-snr")
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--no-attention")),
                          "built with attention=True")
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "1", "--blocks", "1")),
@@ -579,25 +585,41 @@ def test_diffusion_records_from_before_the_options_build_the_network_they_were_t
     assert config(newer)["attention"] is False
 
 
-@pytest.mark.parametrize("config, precision", [({"conditioning": "scale_shift"}, "float32"),
-                                               ({"self_condition": True}, "float32"),
-                                               ({"attention": True}, "float32"),
-                                               ({"conditioning": "scale_shift", "self_condition": True,
-                                                 "attention": True}, "bfloat16")])
-def test_unet_options_train(mnist, config, precision):
+# Every option at once, so two trainings cover them all (tracing is most of a test's time).
+ALL_OPTIONS = {"conditioning": "scale_shift", "self_condition": True, "attention": True, "blocks": 2}
+
+
+@pytest.mark.parametrize("config, precision, loss_weighting", [(ALL_OPTIONS, "float32", "min-snr"),
+                                                               (ALL_OPTIONS, "bfloat16", "v")])
+def test_unet_options_train(mnist, config, precision, loss_weighting):
     import keras
 
     keras.utils.set_random_seed(0)
     model = train_diffusion.make_diffusion({"widths": [8, 16], "embedding_dim": 16, "patch": 2, **config},
-                                           precision=precision)
+                                           precision=precision, loss_weighting=loss_weighting)
     assert precision in {layer.compute_dtype for layer in model.network.layers}
     before = [w.copy() for w in model.network.get_weights()]
     history = model.fit(mnist["x_train"][:64], mnist["y_train"][:64], batch_size=16, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+    if loss_weighting == "min-snr":  # every weight is under 1, so the weighted loss is the smaller
+        assert (np.array(history.history["loss"]) < np.array(history.history["v_loss"])).all()
+    else:
+        assert "v_loss" not in history.history
     after = model.network.get_weights()
     assert {w.dtype for w in after} == {np.dtype("float32")}  # mixed precision: float32 weights
     assert any(not np.allclose(a, b) for a, b in zip(before, after))
     assert any(not np.allclose(a, b) for a, b in zip(before, model.ema_network.get_weights()))
+
+
+def test_min_snr_weights_cap_the_least_noisy_levels():
+    """Min-SNR-5 in v terms: min(SNR, 5) / (SNR + 1), with SNR = cot^2(angle): cos^2(angle) where
+    SNR <= 5, and 5 sin^2(angle) at the low-noise end, where the plain v loss weighs most."""
+    angles = np.array([0.02, 0.1, 0.3, np.arctan(1 / np.sqrt(5)), 0.8, 1.5], np.float32)
+    weights = np.asarray(train_diffusion.loss_weights(angles, "min-snr"))
+    expected = np.where(1 / np.tan(angles) ** 2 > 5, 5 * np.sin(angles) ** 2, np.cos(angles) ** 2)
+    np.testing.assert_allclose(weights, expected, rtol=1e-4)
+    assert (weights <= 5 / 6 + 1e-6).all() and weights.argmax() == 3  # largest where SNR = 5
+    np.testing.assert_array_equal(np.asarray(train_diffusion.loss_weights(angles, "v")), 1.0)
 
 
 def test_the_diffusion_model_trains_in_bfloat16_only_when_asked(monkeypatch):
