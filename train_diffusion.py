@@ -317,10 +317,12 @@ def recorded_loss_weighting(record):
     return (record or {}).get("training", {}).get("loss_weighting", "v")
 
 
-def load_diffusion(run, precision="float32", loss_weighting=LOSS_WEIGHTING):
-    """The trainer with the weights of a run from analyze.start_or_resume (mode 1 or 2)."""
+def load_diffusion(run, precision="float32"):
+    """The trainer with the weights of a run from analyze.start_or_resume (mode 1 or 2),
+    training with the loss weighting its record says."""
     model = analyze.build_from_record(
-        lambda config: make_diffusion(config, is_scheduled(run.record), precision, loss_weighting),
+        lambda config: make_diffusion(config, is_scheduled(run.record), precision,
+                                      recorded_loss_weighting(run.record)),
         run.config, run.sources[0], MAKE_COMMAND)
     return analyze.load_weights_or_fail(model, run.sources[0], MAKE_COMMAND)
 
@@ -448,9 +450,10 @@ class Sampler:
         Guidance applies while the noise-to-signal ratio tan(angle) lies in guidance_interval
         (low, high]; elsewhere the plain conditional prediction is used, which also halves
         those steps' cost. Fresh noise (eta) is likewise added only at steps whose
-        tan(angle) lies in eta_interval (None: at every step). Pixels at or below paper_level become 0: the network's estimate of
-        blank paper is a mean over what could be there, a few grey levels above 0, where
-        MNIST's paper is exactly 0 (README: with and without)."""
+        tan(angle) lies in eta_interval (None: at every step), and drawn only for those, so
+        an interval no step falls in draws eta 0's digits. Pixels at or below paper_level
+        become 0: the network's estimate of blank paper is a mean over what could be there,
+        a few grey levels above 0, where MNIST's paper is exactly 0 (README: with and without)."""
         import keras
         import tensorflow as tf
 
@@ -458,7 +461,8 @@ class Sampler:
             raise DataError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
         rng = np.random.default_rng(seed)
         angles = sampling_angles(steps, spacing)
-        noisy = in_interval(angles[:-1], eta_interval) if eta_interval else [True] * steps
+        noisy = [eta > 0 and inside for inside in
+                 (in_interval(angles[:-1], eta_interval) if eta_interval else [True] * steps)]
         coefficients = solver_coefficients(angles, solver, eta * np.array(noisy, np.float64))
         guided = [guidance != 1 and inside for inside in in_interval(angles[:-1], guidance_interval)]
 
@@ -476,7 +480,7 @@ class Sampler:
             batch_estimates = []
             for i in range(steps):
                 noise = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32)
-                                    if eta > 0 else np.zeros((n, 28, 28, 1), np.float32))
+                                    if noisy[i] else np.zeros((n, 28, 28, 1), np.float32))
                 x, x0 = self._step(x, batch_labels, tf.constant(angles[i], tf.float32),
                                    tf.constant(guidance, tf.float32), guided[i],
                                    tf.constant(coefficients[i]), x0, noise)
@@ -568,6 +572,7 @@ def ask_mode():
 
 
 SAMPLER_FLAGS = tuple(SAMPLER_DEFAULTS)
+INTERVAL_FLAGS = ("guidance_interval", "eta_interval")  # LOW HIGH pairs of tan(angle)
 
 
 def add_sampler_arguments(parser):
@@ -586,7 +591,7 @@ def add_sampler_arguments(parser):
     parser.add_argument("--paper-level", type=int, default=PAPER_LEVEL,
                         help="pixels at or below this grey level (0-255) are drawn as blank paper (0 = as estimated)")
     parser.add_argument("--eta", type=float, default=ETA,
-                        help="fresh noise at every step: 0 deterministic, 1 DDPM-like "
+                        help="fresh noise at every step (or those of --eta-interval): 0 deterministic, 1 DDPM-like "
                              "(with dpm++2m, 1 is DPM-Solver++(2M) SDE)")
     parser.add_argument("--eta-interval", type=float, nargs=2, default=ETA_INTERVAL, metavar=("LOW", "HIGH"),
                         help="add the fresh noise of --eta only at noise-to-signal ratios tan(angle) in (LOW, HIGH] "
@@ -603,7 +608,9 @@ def check_sampler_arguments(parser, args):
         parser.error(f"--paper-level must be 0-255, got {args.paper_level}")
     if not 0 <= args.eta <= 1:
         parser.error("--eta must be between 0 and 1")
-    for flag in ("guidance_interval", "eta_interval"):
+    if args.eta_interval is not None and args.eta == 0:
+        parser.error("--eta-interval says where the fresh noise of --eta goes: give --eta above 0 too")
+    for flag in INTERVAL_FLAGS:
         low, high = getattr(args, flag) or (0, 1)  # None: every step
         if not 0 <= low < high:
             parser.error(f"--{flag.replace('_', '-')} needs 0 <= LOW < HIGH")
@@ -612,7 +619,7 @@ def check_sampler_arguments(parser, args):
 def sampler_settings(args):
     """The Sampler's keyword arguments from parsed sampler flags."""
     settings = {flag: getattr(args, flag) for flag in SAMPLER_FLAGS}
-    for flag in ("guidance_interval", "eta_interval"):
+    for flag in INTERVAL_FLAGS:
         settings[flag] = None if settings[flag] is None else tuple(settings[flag])
     return settings
 
@@ -630,8 +637,9 @@ def parse_args(argv=None):
                         help="a new run's residual blocks at each resolution, down and up (default: "
                              f"{MODEL_CONFIG['blocks']}; a continued run keeps its record's)")
     parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default=None,
-                        help="a new run's loss: v (plain v-prediction error) or min-snr (Min-SNR-5 weighting) "
-                             f"(default: {LOSS_WEIGHTING}; a continued run keeps its record's)")
+                        help="a new run's loss: v (plain v-prediction error) or min-snr (Min-SNR-gamma "
+                             f"weighting, gamma {MIN_SNR_GAMMA:g}) (default: {LOSS_WEIGHTING}; a continued run "
+                             "keeps its record's)")
     add_sampler_arguments(parser)
     args = analyze.parse_generator_args(parser, argv)
     check_sampler_arguments(parser, args)
@@ -661,7 +669,7 @@ def main(argv=None):
             network = load_ema_network(run)
         else:
             precision = training_precision(args.precision)
-            model = (load_diffusion(run, precision, loss_weighting) if run.sources
+            model = (load_diffusion(run, precision) if run.sources
                      else make_diffusion(run.config, precision=precision, loss_weighting=loss_weighting))
             train(args, model, run, precision, loss_weighting)
             network = model.ema_network

@@ -54,7 +54,8 @@ def main():
     parser.add_argument("--intervals", nargs="+", type=interval_argument, default=[defaults["guidance_interval"]],
                         help="guidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
     parser.add_argument("--etas", type=float, nargs="+", default=[defaults["eta"]],
-                        help="fresh noise at every step: 0 deterministic, 1 DDPM-like (DPM-Solver++(2M) SDE with dpm++2m)")
+                        help="fresh noise at every step (or those of --eta-intervals): 0 deterministic, 1 DDPM-like "
+                             "(DPM-Solver++(2M) SDE with dpm++2m)")
     parser.add_argument("--eta-intervals", nargs="+", type=interval_argument, default=[defaults["eta_interval"]],
                         help="add the fresh noise only at tan(angle) in LOW,HIGH (default: at every step)")
     parser.add_argument("--paper-levels", type=int, nargs="+", default=[defaults["paper_level"]],

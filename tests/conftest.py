@@ -44,22 +44,32 @@ SCRIPT_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
 _script_server = None
 
 
-def run_script(*args, stdin=None, timeout=300):
+def run_script(*args, stdin=None, timeout=300, fresh=False):
     """Run a project script as a user would (`python SCRIPT ARGS...`); returns a CompletedProcess.
 
     A .py script runs in a child of tests/script_server.py, which has TensorFlow imported
-    already (~10 s saved a run); anything else, such as `-c CODE`, in a fresh interpreter."""
+    already (~10 s saved a run); with fresh=True or MNIST_TESTS_FRESH=1, and for anything else
+    such as `-c CODE`, it runs in a fresh interpreter."""
     global _script_server
     args = [str(arg) for arg in args]
-    if not args[0].endswith(".py"):
+    if fresh or os.environ.get("MNIST_TESTS_FRESH") == "1" or not args[0].endswith(".py"):
         return subprocess.run([sys.executable, *args], cwd=ROOT, input=stdin, capture_output=True, text=True,
                               timeout=timeout, env=SCRIPT_ENV)
     if _script_server is None or _script_server.poll() is not None:
         _script_server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "script_server.py")], cwd=ROOT,
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=SCRIPT_ENV)
-    _script_server.stdin.write(json.dumps({"argv": args, "stdin": stdin, "timeout": timeout}) + "\n")
-    _script_server.stdin.flush()
-    answer = json.loads(_script_server.stdout.readline())
+    try:
+        _script_server.stdin.write(json.dumps({"argv": args, "stdin": stdin, "timeout": timeout}) + "\n")
+        _script_server.stdin.flush()
+        line = _script_server.stdout.readline()
+        if not line:
+            raise RuntimeError(f"tests/script_server.py stopped (exit status {_script_server.wait()}); "
+                               "its stderr is above")
+        answer = json.loads(line)
+    except BaseException:  # an answer half read would be taken for the next run's: start afresh
+        _script_server.kill()
+        _script_server = None
+        raise
     if answer["timed_out"]:
         raise subprocess.TimeoutExpired(args, timeout, answer["stdout"], answer["stderr"])
     return subprocess.CompletedProcess([sys.executable, *args], answer["returncode"], answer["stdout"],

@@ -26,7 +26,7 @@ def fingerprint():
 ], ids=lambda c: " ".join(c[:2] if c[1] != "--dry-run" else c[:1]))
 def test_dry_run_leaves_weights_and_pictures_byte_identical(tiny_csv, command):
     before = fingerprint()
-    result = run_script(*command, "--csv", tiny_csv)
+    result = run_script(*command, "--csv", tiny_csv, fresh=True)  # each script once as a user starts it
     assert result.returncode == 0, result.stderr
     assert "dry run: writing to" in result.stdout
     assert fingerprint() == before

@@ -67,6 +67,12 @@ def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path,
     assert record["training"]["loss_weighting"] == "min-snr"
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "1", "--loss-weighting", "v")),
                          "trained with --loss-weighting min-snr")
+    # Continued without the flag, it keeps training as its record says.
+    result = run_script(*diffusion_args(tmp_path, "--mode", "1", "--dry-run", "--csv", tiny_csv,
+                                        "--num-per-digit", "1", "--digit", "0"))
+    assert result.returncode == 0, result.stderr
+    assert "Epoch 2/2" in result.stdout and "v_loss" in result.stdout
+    assert analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])["training"]["loss_weighting"] == "min-snr"
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--no-attention")),
                          "built with attention=True")
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "1", "--blocks", "1")),
@@ -157,7 +163,8 @@ def test_diffusion_rejects_bad_sampler_flags():
                            (["--paper-level", "256"], "--paper-level must be 0-255"),
                            (["--spacing", "cubic"], "invalid choice"),
                            (["--guidance-interval", "5", "1"], "--guidance-interval needs"),
-                           (["--eta", "1.5"], "--eta must be between 0 and 1")):
+                           (["--eta", "1.5"], "--eta must be between 0 and 1"),
+                           (["--eta-interval", "0.3", "1.2"], "give --eta above 0 too")):
         assert_clean_failure(run_script("train_diffusion.py", "--mode", "2", *flags), message)
 
 
@@ -706,16 +713,19 @@ def test_fresh_noise_only_inside_its_interval():
     """--eta-interval: noise is added only where tan(angle) lies in (LOW, HIGH]; an interval no
     step falls in draws exactly the deterministic digits, and the default adds it everywhere."""
     sampler = train_diffusion.Sampler(Echo(), compiled=False)
-    labels = np.array([7, 2], np.int32)
-    settings = {"seed": 1, "steps": 10, "guidance": 1.0, "paper_level": 0}
+    labels = np.array([7, 2, 5], np.int32)
+    # batch_size 1: the later batches' starting noise must not depend on noise never added
+    settings = {"seed": 1, "steps": 10, "guidance": 1.0, "paper_level": 0, "batch_size": 1}
     deterministic = sampler.with_steps(labels, **settings)[1]
     nowhere = sampler.with_steps(labels, eta=1.0, eta_interval=(50.0, 60.0), **settings)[1]
     np.testing.assert_array_equal(nowhere, deterministic)
     # (0.6, 2.5] holds the 4th-7th of 10 angle-spaced steps (tan 1.96, 1.38, 1.00, 0.73).
-    assert train_diffusion.in_interval(train_diffusion.sampling_angles(10)[:-1], (0.6, 2.5)) == [False] * 3 + [True] * 4 + [False] * 3
+    inside = train_diffusion.in_interval(train_diffusion.sampling_angles(10)[:-1], (0.6, 2.5))
+    assert inside == [False] * 3 + [True] * 4 + [False] * 3
     band = sampler.with_steps(labels, eta=1.0, eta_interval=(0.6, 2.5), **settings)[1]
     everywhere = sampler.with_steps(labels, eta=1.0, **settings)[1]
-    np.testing.assert_array_equal(band[:4], deterministic[:4])  # the estimate after the first noisy step is unchanged
+    # In the first batch, the estimates up to the first noisy step's are the deterministic ones.
+    np.testing.assert_array_equal(band[:4, :1], deterministic[:4, :1])
     assert not np.array_equal(band[4:], deterministic[4:]) and not np.array_equal(band, everywhere)
 
 
