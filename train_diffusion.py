@@ -294,10 +294,9 @@ def make_diffusion(config, scheduled=True, precision="float32", loss_weighting=L
             self.optimizer.apply_gradients(zip(grads, self.network.trainable_weights))
             analyze.update_moving_average(self.network, self.ema_network, EMA_DECAY, self.optimizer.iterations)
             self.loss_tracker.update_state(loss)
-            if self.v_loss_tracker is None:
-                return {"loss": self.loss_tracker.result()}
-            self.v_loss_tracker.update_state(tf.reduce_mean(per_example))
-            return {"loss": self.loss_tracker.result(), "v_loss": self.v_loss_tracker.result()}
+            if self.v_loss_tracker is not None:
+                self.v_loss_tracker.update_state(tf.reduce_mean(per_example))
+            return {metric.name: metric.result() for metric in self.metrics}
 
     model = Diffusion()
     model.scheduled = scheduled
@@ -461,8 +460,8 @@ class Sampler:
             raise DataError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
         rng = np.random.default_rng(seed)
         angles = sampling_angles(steps, spacing)
-        noisy = [eta > 0 and inside for inside in
-                 (in_interval(angles[:-1], eta_interval) if eta_interval else [True] * steps)]
+        in_noise_band = in_interval(angles[:-1], eta_interval) if eta_interval else [True] * steps
+        noisy = [eta > 0 and inside for inside in in_noise_band]
         coefficients = solver_coefficients(angles, solver, eta * np.array(noisy, np.float64))
         guided = [guidance != 1 and inside for inside in in_interval(angles[:-1], guidance_interval)]
 

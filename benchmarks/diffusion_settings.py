@@ -85,8 +85,8 @@ def main():
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
           f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
           f"variety {floor['variety']:.2f}")
-    print("| solver | spacing | steps | guidance | interval | eta | eta interval | paper level | requested-digit accuracy | MNIST-FID "
-          "| × floor | variety | exactly-0 pixels | 1-3 pixels | 4-29 pixels | tinted digits | digits/s |")
+    print("| solver | spacing | steps | guidance | interval | eta | eta interval | paper level "
+          "| requested-digit accuracy | MNIST-FID | × floor | variety | exactly-0 pixels | 1-3 pixels | 4-29 pixels | tinted digits | digits/s |")
     print("|---" * 17 + "|")
     settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance, args.etas,
                                  args.eta_intervals)
@@ -98,8 +98,8 @@ def main():
         noise_band = "every step" if eta_interval is None else "({:g}, {:g}]".format(*eta_interval)
         for paper_level in args.paper_levels:  # the same digits, with their faintest pixels blanked
             score = metrics.score(train_diffusion.blank_paper(images.copy(), paper_level), labels)
-            print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] | {eta:g} | {noise_band} | {paper_level} "
-                  f"| {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} | {score['fid'] / floor['fid']:.2f} "
+            print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] | {eta:g} | {noise_band} "
+                  f"| {paper_level} | {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} | {score['fid'] / floor['fid']:.2f} "
                   f"| {score['variety']:.2f} | {score['zero_pixels']:.1%} | {score['faint_pixels']:.1%} "
                   f"| {score['grey_pixels']:.1%} | {score['tinted_digits']:.1%} | {speed:,.0f} |", flush=True)
 

@@ -10,7 +10,8 @@ def test_sweeps_every_combination_of_the_shipped_weights():
                         "--guidance", "1.5", "--solvers", "ddim", "dpm++2m", "--spacings", "angle", "logsnr",
                         "--paper-levels", "0", "3", "--intervals", "0,inf")
     assert result.returncode == 0, result.stderr
-    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| 0 \| every step \| (0|3) \|"
+    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| 0 \| every step "
+                      r"\| (0|3) \|"
                       r".* \| ([\d.]+)% \| ([\d.]+)% \| [\d.]+% \| [\d.]+% \| [\d,]+ \|$", result.stdout, re.M)
     settings = [row[:3] for row in rows]
     assert sorted(settings) == sorted((s, p, level) for s in ("ddim", "dpm++2m") for p in ("angle", "logsnr")
