@@ -47,12 +47,15 @@ CONDITIONINGS = ("shift", "scale_shift")  # how noise level and digit enter the 
 # Scale-shift beat shift at 15 and at 60 epochs (README, "A stronger network"): the shipped
 # weights are this network; older records without these keys rebuild through LEGACY_CONFIG.
 MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2, "conditioning": "scale_shift",
-                "self_condition": False, "attention": False, "blocks": 1}
+                "self_condition": False, "attention": False, "blocks": 1, "ink": False}
 # Records from before these keys:
-LEGACY_CONFIG = {"conditioning": "shift", "self_condition": False, "attention": False, "blocks": 1}
+LEGACY_CONFIG = {"conditioning": "shift", "self_condition": False, "attention": False, "blocks": 1, "ink": False}
 NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
 # build_unet arguments a new run (--mode 0) may choose by flag; a continued run keeps its record's.
-NETWORK_FLAGS = ("attention", "blocks")
+NETWORK_FLAGS = ("attention", "blocks", "ink")
+# An ink-conditioned network (--ink) is told how much of the page each digit inks; the sampler
+# draws that amount from the training digits' own, per class, kept in the record as quantiles.
+INK_QUANTILES = 101  # 0%, 1%, ..., 100%
 
 # -- training -----------------------------------------------------------------------------
 EPOCHS = 40  # ~2.8 h on 2 CPU cores (README); the shipped weights are one 60-epoch schedule (--epochs 60)
@@ -104,8 +107,8 @@ MODES = {"0": "train from scratch", "1": "continue training", "2": "generate onl
 # =========================================================================================
 
 def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale_shift", self_condition=False,
-               attention=False, blocks=1):
-    """U-Net: (noisy digit, noise angle, label 0-10[, estimate]) -> predicted v, 28x28x1.
+               attention=False, blocks=1, ink=False):
+    """U-Net: (noisy digit, noise angle, label 0-10[, ink][, estimate]) -> predicted v, 28x28x1.
 
     It works on 2x2 patches (28x28x1 folded into 14x14x4, unfolded at the end): on a CPU the
     full-resolution convolutions would cost most of the time, and digits lose nothing by it.
@@ -126,6 +129,12 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
     blocks is the number of residual blocks at each resolution on the way down and on the way
     up (ADM uses 2-3): capacity where the digit's strokes are drawn, paid for in every pass.
 
+    With ink the network is also told the share of the page the digit inks (ink_share), embedded
+    like the noise level. Without it, a few deterministic steps draw a narrower range of stroke
+    weights than MNIST's (bold digits are too rare), and a classifier trained on the drawings
+    misreads bold real digits; told the ink, drawn from the real digits' range (Sampler), the
+    network must draw the bold and the thin ones as often as they occur.
+
     The defaults build the shipped network (scale-shift, as MODEL_CONFIG, which new runs build).
     """
     import keras
@@ -141,6 +150,10 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
         freqs = ops.exp(ops.linspace(0.0, math.log(1000.0), embedding_dim // 2))
         scaled = angle[:, None] * freqs[None, :]
         return ops.concatenate([ops.sin(scaled), ops.cos(scaled)], axis=-1)
+
+    def ink_embedding(share):
+        # The same features, with the share (0-0.5 for digits) spread over the angles' range.
+        return timestep_embedding(math.pi * share)
 
     def res_block(x, emb, width):
         skip = x if x.shape[-1] == width else layers.Conv2D(width, 1)(x)
@@ -169,9 +182,13 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
     emb = layers.Lambda(timestep_embedding, name="angle_features")(angle)
     emb = layers.Dense(embedding_dim, activation="swish")(emb)
     emb = emb + layers.Flatten()(layers.Embedding(NULL_LABEL + 1, embedding_dim)(label))
+    inputs = [noisy, angle, label]
+    if ink:
+        inputs.append(keras.Input((), name="ink"))
+        emb = emb + layers.Dense(embedding_dim, activation="swish")(
+            layers.Lambda(ink_embedding, name="ink_features")(inputs[-1]))
     emb = layers.Dense(embedding_dim, activation="swish")(emb)
 
-    inputs = [noisy, angle, label]
     x = noisy
     if self_condition:
         inputs.append(keras.Input((28, 28, 1), name="estimate"))
@@ -205,9 +222,33 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
     return keras.Model(inputs, v, name="unet")
 
 
+def takes_input(network, name):
+    """Whether a build_unet network has the input `name` ("ink", "estimate") besides the three
+    every one has (noisy, angle, label), which come first; "estimate" comes last."""
+    return name in [tensor.name for tensor in network.inputs[3:]]
+
+
 def is_self_conditioned(network):
-    """Whether a build_unet network takes its previous estimate as a fourth input."""
-    return len(network.inputs) > 3
+    """Whether a build_unet network takes its previous estimate of the clean digit."""
+    return takes_input(network, "estimate")
+
+
+def ink_share(images):
+    """The share of the page each digit inks: its mean pixel over 255 (0 blank, 1 all black).
+    Takes uint8 pictures (N x 28 x 28[ x 1]), as NumPy arrays or tensors."""
+    from keras import ops
+
+    return ops.mean(ops.reshape(ops.cast(images, "float32"), (ops.shape(images)[0], -1)), axis=1) / 255.0
+
+
+def ink_quantiles(images, labels):
+    """Per digit 0-9, INK_QUANTILES quantiles (0% to 100%) of the training digits' ink_share:
+    what an ink-conditioned network's Sampler draws from, kept in the weights record."""
+    shares = np.asarray(ink_share(images))
+    levels = np.linspace(0.0, 1.0, INK_QUANTILES)
+    # A digit the data lacks (tiny dry-run CSVs) draws from every digit's range.
+    return [np.round(np.quantile(shares[labels == digit] if (labels == digit).any() else shares, levels), 6).tolist()
+            for digit in range(analyze.NUM_CLASSES)]
 
 
 def learning_rate_schedule(steps_per_epoch, epochs):
@@ -284,6 +325,8 @@ def make_diffusion(config, scheduled=True, precision="float32", loss_weighting=L
             dropped = tf.random.uniform((n,)) < LABEL_DROPOUT
             labels = tf.where(dropped, NULL_LABEL, tf.cast(labels, tf.int32))
             inputs = [noisy, angle, labels]
+            if takes_input(self.network, "ink"):
+                inputs.append(ink_share(images))
             if is_self_conditioned(self.network):
                 inputs.append(self.first_estimate(inputs, c, s))
             with tf.GradientTape() as tape:
@@ -408,30 +451,47 @@ class Sampler:
 
     Each step is one compiled call: the network on conditional and unconditional copies of
     the whole batch together (only the conditional one outside the guidance interval), then
-    the solver's update with coefficients worked out beforehand (solver_coefficients)."""
+    the solver's update with coefficients worked out beforehand (solver_coefficients).
 
-    def __init__(self, network, compiled=True):
+    An ink-conditioned network is told each digit's ink share, drawn from its class's
+    quantiles (ink_quantiles, from the weights record), the same in both copies."""
+
+    def __init__(self, network, ink_quantiles=None, compiled=True):
         import tensorflow as tf
 
         self.network = network
         self.self_conditioned = is_self_conditioned(network)
+        self.ink_conditioned = takes_input(network, "ink")
+        if self.ink_conditioned and ink_quantiles is None:
+            raise DataError("this network is told each digit's ink, but its record has no ink_quantiles to draw "
+                            f"them from; remake the weights with `{MAKE_COMMAND} --ink`")
+        self.ink_quantiles = ink_quantiles
         self._step = tf.function(self._denoise_step, reduce_retracing=True) if compiled else self._denoise_step
 
-    def _denoise_step(self, x, labels, angle, guidance, guided, coefficients, x0_prev, fresh_noise):
+    def draw_ink(self, labels, rng):
+        """Each digit's ink share, drawn from its class's quantiles (none for other networks,
+        so their random stream, and their digits, stay what they were)."""
+        if not self.ink_conditioned:
+            return np.zeros(len(labels), np.float32)
+        chances = rng.uniform(size=len(labels))
+        return np.array([np.interp(chance, np.linspace(0.0, 1.0, len(self.ink_quantiles[label])),
+                                   self.ink_quantiles[label]) for chance, label in zip(chances, labels)], np.float32)
+
+    def _denoise_step(self, x, labels, inks, angle, guidance, guided, coefficients, x0_prev, fresh_noise):
         import tensorflow as tf
 
         n = tf.shape(x)[0]
         # The steps add up in float32, whatever the network computes in (analyze.network_in_precision).
-        estimate = [x0_prev] if self.self_conditioned else []
+        told = [inks] * self.ink_conditioned + [x0_prev] * self.self_conditioned  # in build_unet's order
         if guided:  # a Python bool: one traced variant each
             both = tf.cast(self.network([tf.concat([x, x], 0), tf.fill((2 * n,), angle),
                                          tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0),
-                                         *[tf.concat([e, e], 0) for e in estimate]], training=False),
+                                         *[tf.concat([t, t], 0) for t in told]], training=False),
                            tf.float32)
             v_cond, v_uncond = both[:n], both[n:]
             v = v_uncond + guidance * (v_cond - v_uncond)
         else:
-            v = tf.cast(self.network([x, tf.fill((n,), angle), labels, *estimate], training=False), tf.float32)
+            v = tf.cast(self.network([x, tf.fill((n,), angle), labels, *told], training=False), tf.float32)
         x0 = tf.clip_by_value(tf.cos(angle) * x - tf.sin(angle) * v, -1.0, 1.0)  # data lives in [-1, 1]
         a, b, c1, c2, sigma = tf.unstack(coefficients)
         return a * x + b * (c1 * x0 + c2 * x0_prev) + sigma * fresh_noise, x0
@@ -474,13 +534,14 @@ class Sampler:
         for start in range(0, len(labels), batch_size):
             batch_labels = tf.constant(labels[start:start + batch_size], tf.int32)
             n = len(batch_labels)
+            inks = tf.constant(self.draw_ink(labels[start:start + batch_size], rng))
             x = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32))
             x0 = tf.zeros_like(x)
             batch_estimates = []
             for i in range(steps):
                 noise = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32)
                                     if noisy[i] else np.zeros((n, 28, 28, 1), np.float32))
-                x, x0 = self._step(x, batch_labels, tf.constant(angles[i], tf.float32),
+                x, x0 = self._step(x, batch_labels, inks, tf.constant(angles[i], tf.float32),
                                    tf.constant(guidance, tf.float32), guided[i],
                                    tf.constant(coefficients[i]), x0, noise)
                 if keep_steps:
@@ -492,11 +553,35 @@ class Sampler:
         return np.concatenate(digits), np.concatenate(estimates, axis=1)
 
 
+def recorded_ink_quantiles(record, weights_path):
+    """The ink quantiles a record keeps (ink-conditioned runs; else None), checked, so a damaged
+    list is one clear line."""
+    quantiles = (record or {}).get("ink_quantiles")
+    if quantiles is None:
+        return None
+    try:
+        table = np.asarray(quantiles, np.float64)
+        valid = table.shape[0] == analyze.NUM_CLASSES and table.shape[1] >= 2 and (np.diff(table, axis=1) >= 0).all()
+    except (ValueError, TypeError, IndexError):
+        valid = False
+    if not valid:
+        raise DataError(f"{analyze.display_path(analyze.record_path(weights_path))}: \"ink_quantiles\" should be "
+                        f"{analyze.NUM_CLASSES} rising lists of ink shares, one per digit; remake the weights with "
+                        f"`{MAKE_COMMAND} --ink`")
+    return table.tolist()
+
+
+def run_sampler(network, run, precision="auto"):
+    """A Sampler on `network` (a run's EMA network) with what the run's record says it is told."""
+    return Sampler(analyze.network_in_precision(network, precision),
+                   recorded_ink_quantiles(run.record, run.sources[0] if run.sources else run.targets[0]))
+
+
 def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto"):
     """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights."""
     run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
                                   legacy_config=LEGACY_CONFIG)
-    return Sampler(analyze.network_in_precision(load_ema_network(run), precision))
+    return run_sampler(load_ema_network(run), run, precision)
 
 
 # =========================================================================================
@@ -526,13 +611,15 @@ def train(args, model, run, precision, loss_weighting):
                                        DRY_RUN_BATCHES if args.dry_run else None)
     preview_labels = analyze.requested_labels(None, 2)
     (weights, average), record = run.targets, run.record
+    if run.config["ink"] and "ink_quantiles" not in record:
+        record["ink_quantiles"] = ink_quantiles(images, labels)
 
     def checkpoint(epoch):
         analyze.save_weights_atomic(model.ema_network, average)
         analyze.save_weights_atomic(model, weights)
         record["ema_sha256"] = analyze.file_sha256(average)  # the record is written last: see load_ema_network
         analyze.write_json_atomic(record, analyze.record_path(weights))
-        preview = Sampler(model.ema_network)(preview_labels, seed=SEED)
+        preview = run_sampler(model.ema_network, run, "float32")(preview_labels, seed=SEED)
         analyze.save_image_grid(preview, Path(args.figures_dir) / "diffusion_progress.png",
                                 columns=10, title=f"EMA samples after epoch {epoch}")
 
@@ -635,6 +722,10 @@ def parse_args(argv=None):
     parser.add_argument("--blocks", type=int, default=None, metavar="N",
                         help="a new run's residual blocks at each resolution, down and up (default: "
                              f"{MODEL_CONFIG['blocks']}; a continued run keeps its record's)")
+    parser.add_argument("--ink", action=argparse.BooleanOptionalAction, default=None,
+                        help="a new run's network is told how much of the page each digit inks, and draws it from "
+                             f"the training digits' range (default: {MODEL_CONFIG['ink']}; a continued run keeps its "
+                             "record's)")
     parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default=None,
                         help="a new run's loss: v (plain v-prediction error) or min-snr (Min-SNR-gamma "
                              f"weighting, gamma {MIN_SNR_GAMMA:g}) (default: {LOSS_WEIGHTING}; a continued run "
@@ -657,7 +748,7 @@ def main(argv=None):
         built = [f"{flag}={run.config[flag]}" for flag, value in chosen.items() if run.config[flag] != value]
         if built:
             raise DataError(f"the network in {analyze.display_path(args.weights_dir)} was built with "
-                            f"{', '.join(built)}; {' and '.join('--' + f for f in NETWORK_FLAGS)} choose for "
+                            f"{', '.join(built)}; {', '.join('--' + f for f in NETWORK_FLAGS)} choose for "
                             "new runs (--mode 0)")
         loss_weighting = recorded_loss_weighting(run.record) if run.sources else args.loss_weighting or LOSS_WEIGHTING
         if args.loss_weighting not in (None, loss_weighting):
@@ -673,7 +764,7 @@ def main(argv=None):
             train(args, model, run, precision, loss_weighting)
             network = model.ema_network
 
-        sampler = Sampler(analyze.network_in_precision(network, args.precision))
+        sampler = run_sampler(network, run, args.precision)
         settings = {**sampler_settings(args), **({"steps": 2} if args.dry_run else {})}
         analyze.draw_and_save(lambda labels: sampler(labels, args.seed, progress=True, **settings),
                               args, "ddim_generated")

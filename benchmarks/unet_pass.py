@@ -70,8 +70,9 @@ def main():
     passes = {}
     for config in args.configs:
         network = train_diffusion.build_unet(**{**train_diffusion.MODEL_CONFIG, **config})
-        estimate = [np.zeros_like(inputs[0])] if train_diffusion.is_self_conditioned(network) else []
-        inputs_here = inputs + estimate
+        told = {"ink": np.full((args.batch,), 0.13, "float32"),  # a typical digit's share of the page
+                "estimate": np.zeros_like(inputs[0])}
+        inputs_here = inputs + [told[name] for name in told if train_diffusion.takes_input(network, name)]
         for precision in args.precisions:
             run = tf.function(analyze.network_in_precision(network, precision))
             run(inputs_here, training=False)  # tracing is not a pass

@@ -4,6 +4,7 @@ and the web page; and the diffusion sampler against a network that knows the ans
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -58,12 +59,15 @@ def test_diffusion_dry_run_trains_saves_and_generates(diffusion_run):
 
 def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path, tiny_csv):
     result = run_script(*diffusion_args(tmp_path, "--mode", "0", "--dry-run", "--attention", "--blocks", "2",
-                                        "--loss-weighting", "min-snr", "--csv", tiny_csv, "--num-per-digit", "1",
-                                        "--digit", "0"))
+                                        "--ink", "--loss-weighting", "min-snr", "--csv", tiny_csv,
+                                        "--num-per-digit", "1", "--digit", "0"))
     assert result.returncode == 0, result.stderr
     assert "v_loss" in result.stdout  # a weighted run also shows the plain loss, to compare runs by
     record = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])
-    assert record["config"]["attention"] is True and record["config"]["blocks"] == 2
+    assert record["config"]["attention"] is True and record["config"]["blocks"] == 2 and record["config"]["ink"]
+    # The ink the sampler draws from: the training digits' (tiny_csv's), per digit.
+    images, labels = analyze.load_digits_csv(tiny_csv)
+    assert record["ink_quantiles"] == train_diffusion.ink_quantiles(images, labels)
     assert record["training"]["loss_weighting"] == "min-snr"
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "1", "--loss-weighting", "v")),
                          "trained with --loss-weighting min-snr")
@@ -73,8 +77,11 @@ def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path,
     assert result.returncode == 0, result.stderr
     assert "Epoch 2/2" in result.stdout and "v_loss" in result.stdout
     assert analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])["training"]["loss_weighting"] == "min-snr"
-    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--no-attention")),
-                         "built with attention=True")
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--no-attention", "--no-ink")),
+                         "built with attention=True, ink=True")
+    record.pop("ink_quantiles")
+    analyze.record_path(tmp_path / train_diffusion.WEIGHT_FILES[0]).write_text(json.dumps(record))
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2")), "no ink_quantiles")
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "1", "--blocks", "1")),
                          "built with blocks=2")
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "0", "--blocks", "0")),
@@ -478,13 +485,18 @@ def oracle_v(x, angle, clean):
     return ((c * x - clean) / s).astype(np.float32)
 
 
+def named_inputs(*extra):
+    """What a stand-in shows of a Keras model's inputs: their names (Sampler reads which it takes)."""
+    return [SimpleNamespace(name=name) for name in ("noisy", "angle", "label", *extra)]
+
+
 class StandIn:
     """A 'network' that knows the clean digit: one for labelled calls, another for the null label.
     A self-conditioned one takes a fourth input, the previous estimate, and logs it."""
 
     def __init__(self, conditional_clean, unconditional_clean, self_conditioned=False):
         self.conditional, self.unconditional = conditional_clean, unconditional_clean
-        self.inputs = [None] * (4 if self_conditioned else 3)  # all the Sampler reads of a Keras model
+        self.inputs = named_inputs(*["estimate"] * self_conditioned)  # all the Sampler reads of a Keras model
         self.calls, self.estimates = [], []
 
     def __call__(self, inputs, training=False):
@@ -558,6 +570,9 @@ def test_unet_options_change_its_inputs_and_refuse_unknown_conditioning():
     plain, self_conditioned = (train_diffusion.build_unet((8, 16), 16, self_condition=flag) for flag in (False, True))
     assert [t.name for t in plain.inputs] == ["noisy", "angle", "label"]
     assert [t.name for t in self_conditioned.inputs] == ["noisy", "angle", "label", "estimate"]
+    both = train_diffusion.build_unet((8, 16), 16, self_condition=True, ink=True)
+    assert [t.name for t in both.inputs] == ["noisy", "angle", "label", "ink", "estimate"]
+    assert train_diffusion.takes_input(both, "ink") and not train_diffusion.takes_input(self_conditioned, "ink")
     shift, scale_shift = (train_diffusion.build_unet((8, 16), 16, conditioning=c) for c in train_diffusion.CONDITIONINGS)
     assert scale_shift.count_params() > shift.count_params()  # a scale as well as a shift per channel
     attending = train_diffusion.build_unet((8, 16), 16, attention=True)
@@ -703,10 +718,66 @@ def test_solver_coefficients_keep_an_exact_estimate_exact(spacing):
 
 class Echo:
     """A 'network' whose estimate follows its input, so fresh noise shows in what it estimates."""
-    inputs = [None] * 3
+    inputs = named_inputs()
 
     def __call__(self, inputs, training=False):
         return 0.5 * inputs[0]
+
+
+class InkWitness:
+    """An ink-conditioned 'network' that logs the labels and ink shares it is shown."""
+    inputs = named_inputs("ink")
+
+    def __init__(self):
+        self.shown = []
+
+    def __call__(self, inputs, training=False):
+        x, angle, labels, inks = (np.asarray(t) for t in inputs)
+        self.shown.append((labels, inks))
+        return np.zeros_like(x)
+
+
+def test_an_ink_conditioned_network_is_told_inks_drawn_from_its_digits_range():
+    # Digit d inks between d% and d% + 1% of the page.
+    quantiles = [[d / 100, d / 100 + 0.005, d / 100 + 0.01] for d in range(10)]
+    labels = np.repeat(np.arange(10), 20).astype(np.int32)
+    settings = {"steps": 3, "guidance": 2.0, "guidance_interval": (0.0, np.inf), "batch_size": 64}
+    network = InkWitness()
+    train_diffusion.Sampler(network, quantiles, compiled=False)(labels, 4, **settings)
+    assert len(network.shown) == 3 * 4  # 3 steps of 4 batches, all guided
+    told = []
+    for shown_labels, inks in network.shown:
+        n = len(inks) // 2  # the conditional copy, then the unconditional one, told the same inks
+        np.testing.assert_array_equal(shown_labels[n:], train_diffusion.NULL_LABEL)
+        np.testing.assert_array_equal(inks[:n], inks[n:])
+        digits = shown_labels[:n]
+        assert (inks[:n] >= digits / 100 - 1e-6).all() and (inks[:n] <= digits / 100 + 0.01 + 1e-6).all()
+        told.append(inks[:n])
+    assert np.unique(np.concatenate(told)).size > 100  # drawn, not one value per digit
+    network.shown.clear()  # the same seed tells the same inks
+    train_diffusion.Sampler(network, quantiles, compiled=False)(labels, 4, **settings)
+    np.testing.assert_array_equal(np.concatenate([inks[:len(inks) // 2] for _, inks in network.shown]),
+                                  np.concatenate(told))
+    with pytest.raises(analyze.DataError, match="no ink_quantiles"):
+        train_diffusion.Sampler(InkWitness(), None, compiled=False)
+
+
+def test_ink_shares_and_their_quantiles_come_from_the_digits(mnist):
+    blank, full = np.zeros((1, 28, 28), np.uint8), np.full((1, 28, 28), 255, np.uint8)
+    np.testing.assert_allclose(train_diffusion.ink_share(np.concatenate([blank, full])), [0.0, 1.0])
+    images, labels = mnist["x_test"][:2000], mnist["y_test"][:2000]
+    quantiles = np.array(train_diffusion.ink_quantiles(images, labels))
+    assert quantiles.shape == (10, train_diffusion.INK_QUANTILES)
+    assert (np.diff(quantiles, axis=1) >= 0).all()
+    ones = images[labels == 1].reshape(-1, 784).mean(1) / 255
+    np.testing.assert_allclose(quantiles[1, [0, 50, -1]], np.quantile(ones, [0, 0.5, 1]), atol=1e-6)
+    assert quantiles[1, 50] < quantiles[0, 50]  # a one inks less of the page than a zero
+    record = {"ink_quantiles": quantiles.tolist()}
+    assert train_diffusion.recorded_ink_quantiles(record, Path("w.weights.h5")) == quantiles.tolist()
+    assert train_diffusion.recorded_ink_quantiles({}, Path("w.weights.h5")) is None
+    for damaged in (quantiles[:9].tolist(), quantiles[:, ::-1].tolist(), "thin", [[0.1]] * 10):
+        with pytest.raises(analyze.DataError, match="ink_quantiles"):
+            train_diffusion.recorded_ink_quantiles({"ink_quantiles": damaged}, Path("w.weights.h5"))
 
 
 def test_fresh_noise_only_inside_its_interval():
