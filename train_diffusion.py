@@ -130,10 +130,10 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
     up (ADM uses 2-3): capacity where the digit's strokes are drawn, paid for in every pass.
 
     With ink the network is also told the share of the page the digit inks (ink_share), embedded
-    like the noise level. Without it, a few deterministic steps draw a narrower range of stroke
-    weights than MNIST's (bold digits are too rare), and a classifier trained on the drawings
-    misreads bold real digits; told the ink, drawn from the real digits' range (Sampler), the
-    network must draw the bold and the thin ones as often as they occur.
+    like the noise level. Without it the shipped network draws a narrower range of stroke weights
+    than MNIST's, guided or not (bold digits too rare: benchmarks/ink_range.py); told an ink drawn
+    from the real digits' range (Sampler), it is asked for bold and thin digits as often as they
+    occur.
 
     The defaults build the shipped network (scale-shift, as MODEL_CONFIG, which new runs build).
     """
@@ -463,8 +463,7 @@ class Sampler:
         self.self_conditioned = is_self_conditioned(network)
         self.ink_conditioned = takes_input(network, "ink")
         if self.ink_conditioned and ink_quantiles is None:
-            raise DataError("this network is told each digit's ink, but its record has no ink_quantiles to draw "
-                            f"them from; remake the weights with `{MAKE_COMMAND} --ink`")
+            raise DataError("an ink-conditioned network needs ink quantiles to draw from (recorded_ink_quantiles)")
         self.ink_quantiles = ink_quantiles
         self._step = tf.function(self._denoise_step, reduce_retracing=True) if compiled else self._denoise_step
 
@@ -474,8 +473,9 @@ class Sampler:
         if not self.ink_conditioned:
             return np.zeros(len(labels), np.float32)
         chances = rng.uniform(size=len(labels))
-        return np.array([np.interp(chance, np.linspace(0.0, 1.0, len(self.ink_quantiles[label])),
-                                   self.ink_quantiles[label]) for chance, label in zip(chances, labels)], np.float32)
+        levels = np.linspace(0.0, 1.0, len(self.ink_quantiles[0]))
+        return np.array([np.interp(chance, levels, self.ink_quantiles[label])
+                         for chance, label in zip(chances, labels)], np.float32)
 
     def _denoise_step(self, x, labels, inks, angle, guidance, guided, coefficients, x0_prev, fresh_noise):
         import tensorflow as tf
@@ -553,34 +553,36 @@ class Sampler:
         return np.concatenate(digits), np.concatenate(estimates, axis=1)
 
 
-def recorded_ink_quantiles(record, weights_path):
-    """The ink quantiles a record keeps (ink-conditioned runs; else None), checked, so a damaged
-    list is one clear line."""
-    quantiles = (record or {}).get("ink_quantiles")
-    if quantiles is None:
+def recorded_ink_quantiles(run):
+    """The ink quantiles an ink-conditioned run's record keeps (None for other networks),
+    checked, so a missing or damaged list is one clear line, said before anything loads."""
+    if not run.config["ink"]:
         return None
+    weights = run.sources[0] if run.sources else run.targets[0]
     try:
-        table = np.asarray(quantiles, np.float64)
-        valid = table.shape[0] == analyze.NUM_CLASSES and table.shape[1] >= 2 and (np.diff(table, axis=1) >= 0).all()
-    except (ValueError, TypeError, IndexError):
+        table = np.asarray(run.record["ink_quantiles"], np.float64)
+        valid = (table.ndim == 2 and table.shape[0] == analyze.NUM_CLASSES and table.shape[1] >= 2
+                 and np.isfinite(table).all() and (table >= 0).all() and (table <= 1).all()
+                 and (np.diff(table, axis=1) >= 0).all())
+    except (KeyError, ValueError, TypeError):
         valid = False
     if not valid:
-        raise DataError(f"{analyze.display_path(analyze.record_path(weights_path))}: \"ink_quantiles\" should be "
-                        f"{analyze.NUM_CLASSES} rising lists of ink shares, one per digit; remake the weights with "
-                        f"`{MAKE_COMMAND} --ink`")
+        raise DataError(f"{analyze.display_path(analyze.record_path(weights))}: an ink-conditioned network's "
+                        f"\"ink_quantiles\" should be {analyze.NUM_CLASSES} rising lists of ink shares (0-1), one "
+                        f"per digit; restore the record or remake the weights with `{MAKE_COMMAND} --ink`")
     return table.tolist()
 
 
 def run_sampler(network, run, precision="auto"):
     """A Sampler on `network` (a run's EMA network) with what the run's record says it is told."""
-    return Sampler(analyze.network_in_precision(network, precision),
-                   recorded_ink_quantiles(run.record, run.sources[0] if run.sources else run.targets[0]))
+    return Sampler(analyze.network_in_precision(network, precision), recorded_ink_quantiles(run))
 
 
 def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto"):
     """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights."""
     run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
                                   legacy_config=LEGACY_CONFIG)
+    recorded_ink_quantiles(run)  # a damaged record is said before the network loads
     return run_sampler(load_ema_network(run), run, precision)
 
 
@@ -611,7 +613,7 @@ def train(args, model, run, precision, loss_weighting):
                                        DRY_RUN_BATCHES if args.dry_run else None)
     preview_labels = analyze.requested_labels(None, 2)
     (weights, average), record = run.targets, run.record
-    if run.config["ink"] and "ink_quantiles" not in record:
+    if run.config["ink"] and not run.sources:  # a continued run keeps its own (checked in main)
         record["ink_quantiles"] = ink_quantiles(images, labels)
 
     def checkpoint(epoch):
@@ -750,6 +752,8 @@ def main(argv=None):
             raise DataError(f"the network in {analyze.display_path(args.weights_dir)} was built with "
                             f"{', '.join(built)}; {', '.join('--' + f for f in NETWORK_FLAGS)} choose for "
                             "new runs (--mode 0)")
+        if run.sources:
+            recorded_ink_quantiles(run)  # a damaged record is said before anything loads or trains
         loss_weighting = recorded_loss_weighting(run.record) if run.sources else args.loss_weighting or LOSS_WEIGHTING
         if args.loss_weighting not in (None, loss_weighting):
             raise DataError(f"the run in {analyze.display_path(args.weights_dir)} trained with --loss-weighting "

@@ -79,9 +79,17 @@ def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path,
     assert analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])["training"]["loss_weighting"] == "min-snr"
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--no-attention", "--no-ink")),
                          "built with attention=True, ink=True")
-    record.pop("ink_quantiles")
-    analyze.record_path(tmp_path / train_diffusion.WEIGHT_FILES[0]).write_text(json.dumps(record))
-    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2")), "no ink_quantiles")
+    # A missing or damaged list of inks is one line, before anything loads or trains.
+    record = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])
+    for damaged in (None, [[0.1, float("inf")]] * 10):
+        if damaged is None:
+            record.pop("ink_quantiles")
+        else:
+            record["ink_quantiles"] = damaged
+        analyze.record_path(tmp_path / train_diffusion.WEIGHT_FILES[0]).write_text(json.dumps(record))
+        for mode in ("1", "2"):
+            assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", mode, "--dry-run", "--csv", tiny_csv)),
+                                 "\"ink_quantiles\" should be 10 rising lists")
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "1", "--blocks", "1")),
                          "built with blocks=2")
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "0", "--blocks", "0")),
@@ -594,13 +602,13 @@ def test_diffusion_records_from_before_the_options_build_the_network_they_were_t
     shipped = {"config": {"widths": [64, 128], "embedding_dim": 128, "patch": 2}}
     # Defaults that differ from the legacy values everywhere, so each key must come from LEGACY_CONFIG.
     every_option = {**train_diffusion.MODEL_CONFIG, "conditioning": "scale_shift", "self_condition": True,
-                    "attention": True, "blocks": 2}
+                    "attention": True, "blocks": 2, "ink": True}
 
     def config(record):
         return analyze.checked_config(record, every_option, Path("w.weights.h5"), "make",
                                       train_diffusion.LEGACY_CONFIG)
     assert config(shipped)["conditioning"] == "shift" and config(shipped)["self_condition"] is False
-    assert config(shipped)["attention"] is False and config(shipped)["blocks"] == 1
+    assert config(shipped)["attention"] is False and config(shipped)["blocks"] == 1 and config(shipped)["ink"] is False
     # A record from before "attention" (as the scale-shift run started on 2026-12-01) builds without it.
     newer = {"config": {**shipped["config"], "conditioning": "scale_shift", "self_condition": True}}
     assert config(newer)["conditioning"] == "scale_shift" and config(newer)["self_condition"] is True
@@ -608,7 +616,7 @@ def test_diffusion_records_from_before_the_options_build_the_network_they_were_t
 
 
 # Every option at once, so two trainings cover them all (tracing is most of a test's time).
-ALL_OPTIONS = {"conditioning": "scale_shift", "self_condition": True, "attention": True, "blocks": 2}
+ALL_OPTIONS = {"conditioning": "scale_shift", "self_condition": True, "attention": True, "blocks": 2, "ink": True}
 
 
 @pytest.mark.parametrize("config, precision, loss_weighting", [(ALL_OPTIONS, "float32", "min-snr"),
@@ -745,8 +753,11 @@ def test_an_ink_conditioned_network_is_told_inks_drawn_from_its_digits_range():
     network = InkWitness()
     train_diffusion.Sampler(network, quantiles, compiled=False)(labels, 4, **settings)
     assert len(network.shown) == 3 * 4  # 3 steps of 4 batches, all guided
+    for batch in range(4):  # a digit keeps its ink through the steps
+        steps = network.shown[3 * batch:3 * batch + 3]
+        assert all(np.array_equal(steps[0][1], inks) for _, inks in steps)
     told = []
-    for shown_labels, inks in network.shown:
+    for shown_labels, inks in network.shown[::3]:
         n = len(inks) // 2  # the conditional copy, then the unconditional one, told the same inks
         np.testing.assert_array_equal(shown_labels[n:], train_diffusion.NULL_LABEL)
         np.testing.assert_array_equal(inks[:n], inks[n:])
@@ -756,9 +767,14 @@ def test_an_ink_conditioned_network_is_told_inks_drawn_from_its_digits_range():
     assert np.unique(np.concatenate(told)).size > 100  # drawn, not one value per digit
     network.shown.clear()  # the same seed tells the same inks
     train_diffusion.Sampler(network, quantiles, compiled=False)(labels, 4, **settings)
-    np.testing.assert_array_equal(np.concatenate([inks[:len(inks) // 2] for _, inks in network.shown]),
+    np.testing.assert_array_equal(np.concatenate([inks[:len(inks) // 2] for _, inks in network.shown[::3]]),
                                   np.concatenate(told))
-    with pytest.raises(analyze.DataError, match="no ink_quantiles"):
+    # Networks told no ink draw no random numbers for it: their digits stay what they were.
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert not train_diffusion.Sampler(Echo(), compiled=False).draw_ink(labels, rng).any()
+    assert rng.bit_generator.state == state
+    with pytest.raises(analyze.DataError, match="needs ink quantiles"):
         train_diffusion.Sampler(InkWitness(), None, compiled=False)
 
 
@@ -772,12 +788,19 @@ def test_ink_shares_and_their_quantiles_come_from_the_digits(mnist):
     ones = images[labels == 1].reshape(-1, 784).mean(1) / 255
     np.testing.assert_allclose(quantiles[1, [0, 50, -1]], np.quantile(ones, [0, 0.5, 1]), atol=1e-6)
     assert quantiles[1, 50] < quantiles[0, 50]  # a one inks less of the page than a zero
-    record = {"ink_quantiles": quantiles.tolist()}
-    assert train_diffusion.recorded_ink_quantiles(record, Path("w.weights.h5")) == quantiles.tolist()
-    assert train_diffusion.recorded_ink_quantiles({}, Path("w.weights.h5")) is None
-    for damaged in (quantiles[:9].tolist(), quantiles[:, ::-1].tolist(), "thin", [[0.1]] * 10):
+
+    def run(config, record):
+        return analyze.Run(2, {**train_diffusion.MODEL_CONFIG, **config}, record, [Path("w.weights.h5")], [])
+
+    assert train_diffusion.recorded_ink_quantiles(run({"ink": True}, {"ink_quantiles": quantiles.tolist()})) \
+        == quantiles.tolist()
+    assert train_diffusion.recorded_ink_quantiles(run({}, {"ink_quantiles": "not read"})) is None
+    table = quantiles.tolist()
+    for damaged in (table[:9], quantiles[:, ::-1].tolist(), "thin", [[0.1]] * 10, [[[0.1], [0.2]]] * 10,
+                    [[0.1, float("inf")]] * 10, [[-0.1, 0.2]] * 10, [[0.1, 1.5]] * 10, None):
+        record = {} if damaged is None else {"ink_quantiles": damaged}
         with pytest.raises(analyze.DataError, match="ink_quantiles"):
-            train_diffusion.recorded_ink_quantiles({"ink_quantiles": damaged}, Path("w.weights.h5"))
+            train_diffusion.recorded_ink_quantiles(run({"ink": True}, record))
 
 
 def test_fresh_noise_only_inside_its_interval():

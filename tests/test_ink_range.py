@@ -22,7 +22,7 @@ def test_a_generator_drawing_real_inks_shows_real_tails():
     real = rng.normal(0.05 + labels / 100, 0.02)
     same, narrow = rng.normal(0.05 + labels / 100, 0.02), rng.normal(0.05 + labels / 100, 0.01)
     ink_table = load_benchmark().ink_table
-    *_, spread, bold, thin = ink_table(real, labels, same, labels)[1][1:]
+    *_, bold, thin = ink_table(real, labels, same, labels)[1]
     assert abs(bold - 0.05) < 0.01 and abs(thin - 0.05) < 0.01
     rows, overall = ink_table(real, labels, narrow, labels)
     assert len(rows) == 10 and [row[0] for row in rows] == list(range(10))

@@ -6,7 +6,7 @@ TINY = '{"widths": [8, 16], "embedding_dim": 16}'
 
 
 def test_times_each_network_and_refuses_configs_the_builder_does_not_take():
-    attending = '{"widths": [8, 16], "embedding_dim": 16, "attention": true, "self_condition": true}'
+    attending = '{"widths": [8, 16], "embedding_dim": 16, "attention": true, "self_condition": true, "ink": true}'
     result = run_script("benchmarks/unet_pass.py", "--configs", TINY, attending, "--batch", "4", "--repeats", "2")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if "float32" in line]
