@@ -52,7 +52,7 @@ MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2, "conditio
 LEGACY_CONFIG = {"conditioning": "shift", "self_condition": False, "attention": False, "blocks": 1, "ink": False}
 NULL_LABEL = 10  # the "no digit" label classifier-free guidance needs
 # build_unet arguments a new run (--mode 0) may choose by flag; a continued run keeps its record's.
-NETWORK_FLAGS = ("attention", "blocks", "ink")
+NETWORK_FLAGS = ("widths", "attention", "blocks", "ink")
 # An ink-conditioned network (--ink) is told how much of the page each digit inks; the sampler
 # draws that amount from the training digits' own, per class, kept in the record as quantiles.
 INK_QUANTILES = 101  # 0%, 1%, ..., 100%
@@ -89,11 +89,20 @@ GUIDANCE = 2.25
 GUIDANCE_INTERVAL = (1.2, 2.5)  # guide at noise-to-signal ratios tan(angle) in (low, high]
 ETA = 0.0
 ETA_INTERVAL = None  # fresh noise (eta) at every step, or only at tan(angle) in (low, high]
+# Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"):
+# steer the network away from a weaker network of its own kind (smaller, trained for less time)
+# rather than, or as well as, from its own unconditional self. Both passes are told the digit,
+# so it corrects what a weak model gets wrong without pulling every digit toward its class's
+# most typical shape, which is what costs classifier-free guidance its variety.
+AUTOGUIDANCE = 1.0  # 1 = off
+AUTOGUIDANCE_INTERVAL = (0.6, 5.0)  # tan(angle) in (low, high], as GUIDANCE_INTERVAL
+WEAK_DIR = "autoguide"  # the weak network's run folder, inside the weights folder of the network it guides
 PAPER_LEVEL = 6  # pictures' pixels at or below this grey level (of 255) are set to 0, the paper;
 # the haze reaches level 6: 1.2% of the 60-epoch model's pixels are 4-6, MNIST's 0.25% (README)
 # What the metrics in the weights record were drawn with (analyze.py --save-metrics, cas.py --save).
 SAMPLER_DEFAULTS = {"steps": STEPS, "solver": SOLVER, "spacing": SPACING, "guidance": GUIDANCE,
-                    "guidance_interval": GUIDANCE_INTERVAL, "paper_level": PAPER_LEVEL, "eta": ETA,
+                    "guidance_interval": GUIDANCE_INTERVAL, "autoguidance": AUTOGUIDANCE,
+                    "autoguidance_interval": AUTOGUIDANCE_INTERVAL, "paper_level": PAPER_LEVEL, "eta": ETA,
                     "eta_interval": ETA_INTERVAL}
 NUM_PER_DIGIT = 16
 SAMPLING_BATCH = 500
@@ -222,10 +231,15 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2, conditioning="scale
     return keras.Model(inputs, v, name="unet")
 
 
+def input_names(network):
+    """The names of a build_unet network's inputs, in order."""
+    return [tensor.name for tensor in network.inputs]
+
+
 def takes_input(network, name):
     """Whether a build_unet network has the input `name` ("ink", "estimate") besides the three
     every one has (noisy, angle, label), which come first; "estimate" comes last."""
-    return name in [tensor.name for tensor in network.inputs[3:]]
+    return name in input_names(network)[3:]
 
 
 def is_self_conditioned(network):
@@ -447,25 +461,34 @@ def blank_paper(digits, paper_level):
 
 
 class Sampler:
-    """DDIM or DPM-Solver++(2M) over the angle schedule, with classifier-free guidance.
+    """DDIM or DPM-Solver++(2M) over the angle schedule, with classifier-free guidance and,
+    given a weak network, autoguidance.
 
     Each step is one compiled call: the network on conditional and unconditional copies of
-    the whole batch together (only the conditional one outside the guidance interval), then
-    the solver's update with coefficients worked out beforehand (solver_coefficients).
+    the whole batch together (only the conditional one outside the guidance interval), the
+    weak network on the conditional copy inside the autoguidance interval, then the solver's
+    update with coefficients worked out beforehand (solver_coefficients).
 
     An ink-conditioned network is told each digit's ink share, drawn from its class's
-    quantiles (ink_quantiles, from the weights record), the same in both copies."""
+    quantiles (ink_quantiles, from the weights record), the same in every pass."""
 
-    def __init__(self, network, ink_quantiles=None, compiled=True):
+    def __init__(self, network, ink_quantiles=None, compiled=True, weak_network=None):
         import tensorflow as tf
 
-        self.network = network
+        self.network, self.weak_network = network, weak_network
         self.self_conditioned = is_self_conditioned(network)
         self.ink_conditioned = takes_input(network, "ink")
         if self.ink_conditioned and ink_quantiles is None:
             raise DataError("an ink-conditioned network needs ink quantiles to draw from (recorded_ink_quantiles)")
+        if weak_network is not None and input_names(weak_network) != input_names(network):
+            raise DataError(f"the weak network takes {', '.join(input_names(weak_network))} but the network it "
+                            f"guides takes {', '.join(input_names(network))}: autoguidance needs the same inputs")
         self.ink_quantiles = ink_quantiles
-        self._step = tf.function(self._denoise_step, reduce_retracing=True) if compiled else self._denoise_step
+        # No autograph: the step has no tensor-dependent Python control flow (`guided` and
+        # `autoguided` are Python bools), and autograph would re-read this file's source when it
+        # traces, so a long run broke when the file was edited under it (session 19).
+        self._step = (tf.function(self._denoise_step, reduce_retracing=True, autograph=False) if compiled
+                      else self._denoise_step)
 
     def draw_ink(self, labels, rng):
         """Each digit's ink share, drawn from its class's quantiles (none for other networks,
@@ -477,7 +500,8 @@ class Sampler:
         return np.array([np.interp(chance, levels, self.ink_quantiles[label])
                          for chance, label in zip(chances, labels)], np.float32)
 
-    def _denoise_step(self, x, labels, inks, angle, guidance, guided, coefficients, x0_prev, fresh_noise):
+    def _denoise_step(self, x, labels, inks, angle, guidance, autoguidance, guided, autoguided, coefficients,
+                      x0_prev, fresh_noise):
         import tensorflow as tf
 
         n = tf.shape(x)[0]
@@ -491,7 +515,10 @@ class Sampler:
             v_cond, v_uncond = both[:n], both[n:]
             v = v_uncond + guidance * (v_cond - v_uncond)
         else:
-            v = tf.cast(self.network([x, tf.fill((n,), angle), labels, *told], training=False), tf.float32)
+            v_cond = v = tf.cast(self.network([x, tf.fill((n,), angle), labels, *told], training=False), tf.float32)
+        if autoguided:  # v_cond + (w - 1)(v_cond - v_weak), on top of any classifier-free guidance
+            v_weak = tf.cast(self.weak_network([x, tf.fill((n,), angle), labels, *told], training=False), tf.float32)
+            v = v + (autoguidance - 1.0) * (v_cond - v_weak)
         x0 = tf.clip_by_value(tf.cos(angle) * x - tf.sin(angle) * v, -1.0, 1.0)  # data lives in [-1, 1]
         a, b, c1, c2, sigma = tf.unstack(coefficients)
         return a * x + b * (c1 * x0 + c2 * x0_prev) + sigma * fresh_noise, x0
@@ -501,14 +528,16 @@ class Sampler:
         return self.with_steps(labels, seed, keep_steps=False, **settings)[0]
 
     def with_steps(self, labels, seed=SEED, steps=STEPS, solver=SOLVER, spacing=SPACING, guidance=GUIDANCE,
-                   guidance_interval=GUIDANCE_INTERVAL, eta=ETA, eta_interval=ETA_INTERVAL, paper_level=PAPER_LEVEL,
-                   batch_size=SAMPLING_BATCH, progress=False, keep_steps=True):
+                   guidance_interval=GUIDANCE_INTERVAL, autoguidance=AUTOGUIDANCE,
+                   autoguidance_interval=AUTOGUIDANCE_INTERVAL, eta=ETA, eta_interval=ETA_INTERVAL,
+                   paper_level=PAPER_LEVEL, batch_size=SAMPLING_BATCH, progress=False, keep_steps=True):
         """(digits, steps): the digits, and uint8 steps x N x 28 x 28 pictures of the clean
         digit as the network estimated it at each step (empty unless keep_steps).
 
         Guidance applies while the noise-to-signal ratio tan(angle) lies in guidance_interval
         (low, high]; elsewhere the plain conditional prediction is used, which also halves
-        those steps' cost. Fresh noise (eta) is likewise added only at steps whose
+        those steps' cost. Autoguidance likewise applies only while tan(angle) lies in
+        autoguidance_interval, at one pass of the weak network a digit-step. Fresh noise (eta) is likewise added only at steps whose
         tan(angle) lies in eta_interval (None: at every step), and drawn only for those, so
         an interval no step falls in draws eta 0's digits. Pixels at or below paper_level
         become 0: the network's estimate of blank paper is a mean over what could be there,
@@ -524,6 +553,9 @@ class Sampler:
         noisy = [eta > 0 and inside for inside in in_noise_band]
         coefficients = solver_coefficients(angles, solver, eta * np.array(noisy, np.float64))
         guided = [guidance != 1 and inside for inside in in_interval(angles[:-1], guidance_interval)]
+        autoguided = [autoguidance != 1 and inside for inside in in_interval(angles[:-1], autoguidance_interval)]
+        if any(autoguided) and self.weak_network is None:
+            raise DataError(f"autoguidance needs a weak network; {WEAK_HINT}")
 
         def pixels(x0):
             return blank_paper(analyze.from_signed_unit(x0), paper_level)
@@ -542,8 +574,8 @@ class Sampler:
                 noise = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32)
                                     if noisy[i] else np.zeros((n, 28, 28, 1), np.float32))
                 x, x0 = self._step(x, batch_labels, inks, tf.constant(angles[i], tf.float32),
-                                   tf.constant(guidance, tf.float32), guided[i],
-                                   tf.constant(coefficients[i]), x0, noise)
+                                   tf.constant(guidance, tf.float32), tf.constant(autoguidance, tf.float32),
+                                   guided[i], autoguided[i], tf.constant(coefficients[i]), x0, noise)
                 if keep_steps:
                     batch_estimates.append(pixels(x0))
                 if bar:
@@ -573,17 +605,42 @@ def recorded_ink_quantiles(run):
     return table.tolist()
 
 
-def run_sampler(network, run, precision="auto"):
+WEAK_HINT = (f"make one in <weights folder>/{WEAK_DIR} (README, \"Autoguidance\"), "
+             "or draw without it (--autoguidance 1)")
+
+
+def weak_network_folder(weights_dir, required=False):
+    """<weights_dir>/autoguide (WEAK_DIR), where the weak network autoguidance steers away from
+    lives, if it holds a run; None if not, or a DataError if it is `required`."""
+    folder = Path(weights_dir) / WEAK_DIR
+    if (folder / WEIGHT_FILES[0]).is_file():
+        return folder
+    if required:
+        raise DataError(f"--autoguidance needs a weak network and {analyze.display_path(folder)} has none; {WEAK_HINT}")
+    return None
+
+
+def load_weak_network(weights_dir, required=False):
+    """The weak network's EMA network (weak_network_folder), made by this script like any other."""
+    folder = weak_network_folder(weights_dir, required)
+    return None if folder is None else load_ema_network(analyze.start_or_resume(2, folder, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
+                                                    legacy_config=LEGACY_CONFIG))
+
+
+def run_sampler(network, run, precision="auto", weak_network=None):
     """A Sampler on `network` (a run's EMA network) with what the run's record says it is told."""
-    return Sampler(analyze.network_in_precision(network, precision), recorded_ink_quantiles(run))
+    def cast(model):
+        return None if model is None else analyze.network_in_precision(model, precision)
+    return Sampler(cast(network), recorded_ink_quantiles(run), weak_network=cast(weak_network))
 
 
 def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto"):
-    """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights."""
+    """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights, and on
+    the weak network beside them if there is one (autoguidance)."""
     run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
                                   legacy_config=LEGACY_CONFIG)
     recorded_ink_quantiles(run)  # a damaged record is said before the network loads
-    return run_sampler(load_ema_network(run), run, precision)
+    return run_sampler(load_ema_network(run), run, precision, load_weak_network(weights_dir))
 
 
 # =========================================================================================
@@ -660,7 +717,7 @@ def ask_mode():
 
 
 SAMPLER_FLAGS = tuple(SAMPLER_DEFAULTS)
-INTERVAL_FLAGS = ("guidance_interval", "eta_interval")  # LOW HIGH pairs of tan(angle)
+INTERVAL_FLAGS = ("guidance_interval", "autoguidance_interval", "eta_interval")  # LOW HIGH pairs of tan(angle)
 
 
 def add_sampler_arguments(parser):
@@ -676,6 +733,12 @@ def add_sampler_arguments(parser):
     parser.add_argument("--guidance-interval", type=float, nargs=2, default=list(GUIDANCE_INTERVAL),
                         metavar=("LOW", "HIGH"),
                         help="guide only at noise-to-signal ratios tan(angle) in (LOW, HIGH]")
+    parser.add_argument("--autoguidance", type=float, default=AUTOGUIDANCE,
+                        help=f"autoguidance scale: guide away from the weak network in <weights-dir>/{WEAK_DIR} "
+                             "(1 = off)")
+    parser.add_argument("--autoguidance-interval", type=float, nargs=2, default=list(AUTOGUIDANCE_INTERVAL),
+                        metavar=("LOW", "HIGH"),
+                        help="autoguide only at noise-to-signal ratios tan(angle) in (LOW, HIGH]")
     parser.add_argument("--paper-level", type=int, default=PAPER_LEVEL,
                         help="pixels at or below this grey level (0-255) are drawn as blank paper (0 = as estimated)")
     parser.add_argument("--eta", type=float, default=ETA,
@@ -690,8 +753,9 @@ def check_sampler_arguments(parser, args):
     """A one-line usage error (exit 2) for settings the Sampler cannot draw with."""
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
-    if args.guidance < 0:
-        parser.error("--guidance must be 0 or more")
+    for flag in ("guidance", "autoguidance"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag} must be 0 or more")
     if not 0 <= args.paper_level <= 255:
         parser.error(f"--paper-level must be 0-255, got {args.paper_level}")
     if not 0 <= args.eta <= 1:
@@ -718,6 +782,10 @@ def parse_args(argv=None):
         num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
         figures="ddim_generated_<d>.png and diffusion_progress.png",
         dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps; it never writes into weights/ nor over weights a real run made")
+    parser.add_argument("--widths", type=int, nargs=2, default=None, metavar=("FINE", "COARSE"),
+                        help="a new run's channels at the 14x14 and 7x7 resolutions, multiples of 8 (default: "
+                             f"{' '.join(map(str, MODEL_CONFIG['widths']))}; a continued run keeps its record's; "
+                             "a weak network for autoguidance is smaller)")
     parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=None,
                         help="a new run's network adds self-attention over the 7x7 positions (default: "
                              f"{MODEL_CONFIG['attention']}; a continued run keeps its record's)")
@@ -737,6 +805,8 @@ def parse_args(argv=None):
     check_sampler_arguments(parser, args)
     if args.blocks is not None and args.blocks < 1:
         parser.error(f"--blocks must be at least 1, got {args.blocks}")
+    if args.widths is not None and any(width < 8 or width % 8 for width in args.widths):
+        parser.error(f"--widths must be multiples of 8 (the blocks normalize in 8 groups), got {args.widths}")
     return args
 
 
@@ -758,6 +828,8 @@ def main(argv=None):
         if args.loss_weighting not in (None, loss_weighting):
             raise DataError(f"the run in {analyze.display_path(args.weights_dir)} trained with --loss-weighting "
                             f"{loss_weighting}; --loss-weighting chooses for new runs (--mode 0)")
+        autoguided = args.autoguidance != 1
+        weak_network = load_weak_network(args.weights_dir, required=True) if autoguided else None
         analyze.set_seed(args.seed)
         if run.mode == 2:
             network = load_ema_network(run)
@@ -768,7 +840,7 @@ def main(argv=None):
             train(args, model, run, precision, loss_weighting)
             network = model.ema_network
 
-        sampler = run_sampler(network, run, args.precision)
+        sampler = run_sampler(network, run, args.precision, weak_network)
         settings = {**sampler_settings(args), **({"steps": 2} if args.dry_run else {})}
         analyze.draw_and_save(lambda labels: sampler(labels, args.seed, progress=True, **settings),
                               args, "ddim_generated")

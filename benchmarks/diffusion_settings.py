@@ -1,4 +1,5 @@
-"""Choose the diffusion sampler's defaults: sweep solver, step spacing, steps, guidance, its interval and eta.
+"""Choose the diffusion sampler's defaults: sweep solver, step spacing, steps, guidance, autoguidance, their
+intervals and eta.
 
     python benchmarks/diffusion_settings.py                       # the shipped settings alone, ~1 min
     python benchmarks/diffusion_settings.py --guidance 1 2 3 --per-digit 200
@@ -6,13 +7,15 @@
     python benchmarks/diffusion_settings.py --spacings angle logsnr --weights-dir weights/in_progress
     python benchmarks/diffusion_settings.py --solvers ddim --steps 20 50 --etas 0 0.5 1 --guidance 1 1.5
     python benchmarks/diffusion_settings.py --etas 1 --eta-intervals 0,inf 0.6,2.5   # fresh noise in a band
+    python benchmarks/diffusion_settings.py --autoguidance 2 3 --autoguidance-intervals 0.6,5 --guidance 1 1.5
 
 For every setting it draws --per-digit samples of each digit with the shipped weights and
 prints requested-digit accuracy, MNIST-FID against the test set (with the real-vs-real floor
 at the same size), within-digit variety, how clean the paper is, and digits/s. Stronger
 guidance draws the requested digit more reliably but less variously; fewer steps are faster;
-fresh noise (--etas, at every step or within --eta-intervals) widens what is drawn
-(benchmarks/README.md). Every flag
+fresh noise (--etas, at every step or within --eta-intervals) widens what is drawn;
+autoguidance (--autoguidance, with the weak network in <weights-dir>/autoguide) steers away
+from a weaker network's mistakes (benchmarks/README.md). Every flag
 defaults to the sampler's own setting, so each sweeps only what it is given.
 """
 
@@ -53,6 +56,12 @@ def main():
                         help="steps evenly spaced in noise angle or in log signal-to-noise ratio")
     parser.add_argument("--intervals", nargs="+", type=interval_argument, default=[defaults["guidance_interval"]],
                         help="guidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
+    parser.add_argument("--autoguidance", type=float, nargs="+", default=[defaults["autoguidance"]],
+                        help="autoguidance scales (1 = off; others need the weak network in <weights-dir>/"
+                             f"{train_diffusion.WEAK_DIR})")
+    parser.add_argument("--autoguidance-intervals", nargs="+", type=interval_argument,
+                        default=[defaults["autoguidance_interval"]],
+                        help="autoguidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
     parser.add_argument("--etas", type=float, nargs="+", default=[defaults["eta"]],
                         help="fresh noise at every step (or those of --eta-intervals): 0 deterministic, 1 DDPM-like "
                              "(DPM-Solver++(2M) SDE with dpm++2m)")
@@ -69,12 +78,14 @@ def main():
         parser.error("--etas must be between 0 and 1")
     if args.per_digit < 2:
         parser.error("--per-digit must be at least 2 (variety needs two digits of each kind)")
-    if min(args.guidance) < 0 or min(args.steps) < 1 or not all(0 <= level <= 255 for level in args.paper_levels):
-        parser.error("--guidance must be 0 or more, --steps at least 1, --paper-levels 0-255")
+    if (min(args.guidance + args.autoguidance) < 0 or min(args.steps) < 1
+            or not all(0 <= level <= 255 for level in args.paper_levels)):
+        parser.error("--guidance and --autoguidance must be 0 or more, --steps at least 1, --paper-levels 0-255")
 
     try:
         analyze.set_seed(args.seed)
         metrics = analyze.DigitMetrics.of_shipped_classifier(args.seed)
+        train_diffusion.weak_network_folder(args.weights_dir, required=any(w != 1 for w in args.autoguidance))
         sampler = train_diffusion.load_sampler(args.weights_dir)
         record = analyze.read_record(args.weights_dir / train_diffusion.WEIGHT_FILES[0])
         floor = metrics.real_floor(args.per_digit)
@@ -85,20 +96,24 @@ def main():
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
           f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
           f"variety {floor['variety']:.2f}")
-    print("| solver | spacing | steps | guidance | interval | eta | eta interval | paper level "
-          "| requested-digit accuracy | MNIST-FID | × floor | variety | exactly-0 pixels | 1-3 pixels | 4-29 pixels | tinted digits | digits/s |")
-    print("|---" * 17 + "|")
-    settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance, args.etas,
-                                 args.eta_intervals)
-    for solver, spacing, steps, (low, high), guidance, eta, eta_interval in settings:
+    print("| solver | spacing | steps | guidance | interval | autoguidance | its interval | eta | eta interval "
+          "| paper level | requested-digit accuracy | MNIST-FID | × floor | variety | exactly-0 pixels | 1-3 pixels "
+          "| 4-29 pixels | tinted digits | digits/s |")
+    print("|---" * 19 + "|")
+    settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance,
+                                 args.autoguidance_intervals, args.autoguidance, args.etas, args.eta_intervals)
+    for solver, spacing, steps, (low, high), guidance, ag_interval, autoguidance, eta, eta_interval in settings:
         start = time.perf_counter()
         images = sampler(labels, args.seed, steps=steps, solver=solver, spacing=spacing, guidance=guidance,
-                         guidance_interval=(low, high), eta=eta, eta_interval=eta_interval, paper_level=0)
+                         guidance_interval=(low, high), autoguidance=autoguidance, autoguidance_interval=ag_interval,
+                         eta=eta, eta_interval=eta_interval, paper_level=0)
         speed = len(images) / (time.perf_counter() - start)
         noise_band = "every step" if eta_interval is None else "({:g}, {:g}]".format(*eta_interval)
+        ag_band = "({:g}, {:g}]".format(*ag_interval) if autoguidance != 1 else "-"
         for paper_level in args.paper_levels:  # the same digits, with their faintest pixels blanked
             score = metrics.score(train_diffusion.blank_paper(images.copy(), paper_level), labels)
-            print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] | {eta:g} | {noise_band} "
+            print(f"| {solver} | {spacing} | {steps} | {guidance:g} | ({low:g}, {high:g}] | {autoguidance:g} "
+                  f"| {ag_band} | {eta:g} | {noise_band} "
                   f"| {paper_level} | {score['requested_digit_accuracy']:.2%} | {score['fid']:.2f} | {score['fid'] / floor['fid']:.2f} "
                   f"| {score['variety']:.2f} | {score['zero_pixels']:.1%} | {score['faint_pixels']:.1%} "
                   f"| {score['grey_pixels']:.1%} | {score['tinted_digits']:.1%} | {speed:,.0f} |", flush=True)

@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import assert_clean_failure, run_script
+from conftest import ROOT, assert_clean_failure, run_script
 
 
 def test_sweeps_every_combination_of_the_shipped_weights():
@@ -10,7 +10,7 @@ def test_sweeps_every_combination_of_the_shipped_weights():
                         "--guidance", "1.5", "--solvers", "ddim", "dpm++2m", "--spacings", "angle", "logsnr",
                         "--paper-levels", "0", "3", "--intervals", "0,inf")
     assert result.returncode == 0, result.stderr
-    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| 0 \| every step "
+    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| 1 \| - \| 0 \| every step "
                       r"\| (0|3) \|"
                       r".* \| ([\d.]+)% \| ([\d.]+)% \| [\d.]+% \| [\d.]+% \| [\d,]+ \|$", result.stdout, re.M)
     settings = [row[:3] for row in rows]
@@ -21,6 +21,15 @@ def test_sweeps_every_combination_of_the_shipped_weights():
         zero, faint = by_level[solver, spacing, "0"]
         zero_blanked, faint_blanked = by_level[solver, spacing, "3"]
         assert faint_blanked == 0 and abs(zero_blanked - (zero + faint)) <= 0.11
+
+
+def test_autoguidance_without_a_weak_network_is_one_line(tmp_path):
+    # The shipped weights have no weak network beside them (weights/autoguide) in this check's copy.
+    for name in ("diffusion_model.weights.h5", "diffusion_model.json", "diffusion_ema.weights.h5"):
+        (tmp_path / name).symlink_to(ROOT / "weights" / name)
+    result = run_script("benchmarks/diffusion_settings.py", "--per-digit", "2", "--autoguidance", "2",
+                        "--weights-dir", tmp_path)
+    assert_clean_failure(result, "--autoguidance needs a weak network")
 
 
 def test_an_unknown_spacing_is_one_line():

@@ -60,13 +60,14 @@ def test_diffusion_dry_run_trains_saves_and_generates(diffusion_run):
 def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path, tiny_csv):
     # (--blocks 2 is trained in test_unet_options_train; here only its record is, below: a
     # deeper network would double the time of both dry runs.)
-    result = run_script(*diffusion_args(tmp_path, "--mode", "0", "--dry-run", "--attention", "--ink",
-                                        "--loss-weighting", "min-snr", "--csv", tiny_csv,
+    result = run_script(*diffusion_args(tmp_path, "--mode", "0", "--dry-run", "--widths", "32", "64", "--attention",
+                                        "--ink", "--loss-weighting", "min-snr", "--csv", tiny_csv,
                                         "--num-per-digit", "1", "--digit", "0"))
     assert result.returncode == 0, result.stderr
     assert "v_loss" in result.stdout  # a weighted run also shows the plain loss, to compare runs by
     record = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])
     assert record["config"]["attention"] is True and record["config"]["blocks"] == 1 and record["config"]["ink"]
+    assert record["config"]["widths"] == [32, 64]
     # The ink the sampler draws from: the training digits' (tiny_csv's), per digit.
     images, labels = analyze.load_digits_csv(tiny_csv)
     assert record["ink_quantiles"] == train_diffusion.ink_quantiles(images, labels)
@@ -81,8 +82,9 @@ def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path,
     continued = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])
     assert continued["training"]["loss_weighting"] == "min-snr"
     assert continued["ink_quantiles"] == record["ink_quantiles"]
-    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--no-attention", "--no-ink")),
-                         "built with attention=True, ink=True")
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--widths", "64", "128",
+                                                    "--no-attention", "--no-ink")),
+                         "built with widths=[32, 64], attention=True, ink=True")
     # A missing or damaged list of inks is one line, before anything loads or trains.
     record = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])
     for damaged in (None, [[0.1, float("inf")]] * 10):
@@ -185,7 +187,10 @@ def test_diffusion_rejects_bad_sampler_flags():
                            (["--spacing", "cubic"], "invalid choice"),
                            (["--guidance-interval", "5", "1"], "--guidance-interval needs"),
                            (["--eta", "1.5"], "--eta must be between 0 and 1"),
-                           (["--eta-interval", "0.3", "1.2"], "give --eta above 0 too")):
+                           (["--eta-interval", "0.3", "1.2"], "give --eta above 0 too"),
+                           (["--autoguidance", "-1"], "--autoguidance must be 0 or more"),
+                           (["--autoguidance-interval", "2", "2"], "--autoguidance-interval needs"),
+                           (["--widths", "64", "100"], "--widths must be multiples of 8")):
         assert_clean_failure(run_script("train_diffusion.py", "--mode", "2", *flags), message)
 
 
@@ -572,9 +577,13 @@ def test_the_shipped_diffusion_record_builds_the_scale_shift_network():
     record = analyze.read_record(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[0])
     assert analyze.checked_config(record, train_diffusion.MODEL_CONFIG, Path("w.weights.h5"), "make",
                                   train_diffusion.LEGACY_CONFIG) == train_diffusion.MODEL_CONFIG
-    assert record["metrics"]["sampler"] == {**train_diffusion.SAMPLER_DEFAULTS,
-                                            "guidance_interval": list(train_diffusion.GUIDANCE_INTERVAL),
-                                            "eta_interval": train_diffusion.ETA_INTERVAL}
+    # Figures measured before autoguidance existed were drawn without it.
+    recorded = {"autoguidance": 1.0, "autoguidance_interval": list(train_diffusion.AUTOGUIDANCE_INTERVAL),
+                **record["metrics"]["sampler"]}
+    assert recorded == {**train_diffusion.SAMPLER_DEFAULTS,
+                        "guidance_interval": list(train_diffusion.GUIDANCE_INTERVAL),
+                        "autoguidance_interval": list(train_diffusion.AUTOGUIDANCE_INTERVAL),
+                        "eta_interval": train_diffusion.ETA_INTERVAL}
     assert record["ema_sha256"] == analyze.file_sha256(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[1])
 
 
@@ -871,6 +880,49 @@ def test_guidance_zero_is_unconditional_and_one_is_conditional(mnist):
     network.calls.clear()
     sampler(labels, seed=1)
     assert network.calls == [1, 1, 1, 2, 2, 1, 1, 1, 1, 1]
+
+
+def test_autoguidance_steers_away_from_the_weak_network(mnist):
+    good_digits, weak_digits = mnist["x_test"][:2], mnist["x_test"][2:4]
+    good = StandIn(signed(good_digits), signed(good_digits))
+    weak = StandIn(signed(weak_digits), signed(weak_digits))
+    sampler = train_diffusion.Sampler(good, compiled=False, weak_network=weak)
+    labels = np.array([7, 2], np.int32)
+    everywhere = {**EXACT, "guidance": 1.0, "autoguidance_interval": (0.0, np.inf)}
+    # One step from pure noise lands on the estimate: good + (w - 1)(good - weak), within the paper's range.
+    for w in (1.0, 1.5, 3.0):
+        expected = np.clip(signed(good_digits) + (w - 1) * (signed(good_digits) - signed(weak_digits)), -1, 1)
+        out = sampler(labels, seed=1, steps=1, autoguidance=w, **everywhere)
+        assert close(out, np.asarray(analyze.from_signed_unit(expected))), w
+    assert close(sampler(labels, seed=1, steps=1, autoguidance=0.0, **everywhere), weak_digits)  # 0: the weak alone
+    # The weak network runs only inside its interval, on the conditional copy alone (never told the null
+    # label: StandIn checks), beside classifier-free guidance's two copies.
+    weak.calls.clear()
+    sampler(labels, seed=1, autoguidance=2.0, autoguidance_interval=(0.6, 5.0), guidance=1.5)
+    tans = np.tan(train_diffusion.sampling_angles(10)[:-1])
+    assert weak.calls == [1] * int(((tans > 0.6) & (tans <= 5.0)).sum())
+    weak.calls.clear()
+    sampler(labels, seed=1)  # the defaults do not autoguide
+    assert weak.calls == []
+    with pytest.raises(analyze.DataError, match="autoguidance needs a weak network"):
+        train_diffusion.Sampler(good, compiled=False)(labels, seed=1, autoguidance=2.0)
+    with pytest.raises(analyze.DataError, match="needs the same inputs"):
+        train_diffusion.Sampler(good, compiled=False, weak_network=InkWitness())
+
+
+def test_the_weak_network_loads_from_the_autoguide_folder(tmp_path, diffusion_run):
+    copy_weights(diffusion_run, tmp_path, train_diffusion.WEIGHT_FILES)
+    labels = analyze.requested_labels(None, 2)
+    settings = {"steps": 3, "autoguidance": 3.0, "autoguidance_interval": (0.0, np.inf)}
+    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING).weak_network is None
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--autoguidance", "2")),
+                         "--autoguidance needs a weak network", f"{train_diffusion.WEAK_DIR} has none")
+    # Guided away from a copy of itself, a network draws what it draws unguided.
+    (tmp_path / train_diffusion.WEAK_DIR).mkdir()
+    copy_weights(diffusion_run, tmp_path / train_diffusion.WEAK_DIR, train_diffusion.WEIGHT_FILES)
+    sampler = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING)
+    assert sampler.weak_network is not None
+    assert close(sampler(labels, 5, **settings), sampler(labels, 5, steps=3))
 
 
 def test_unwritable_output_is_one_line(tmp_path, gan_run):
