@@ -97,6 +97,7 @@ ETA_INTERVAL = None  # fresh noise (eta) at every step, or only at tan(angle) in
 AUTOGUIDANCE = 1.0  # 1 = off
 AUTOGUIDANCE_INTERVAL = (0.6, 5.0)  # tan(angle) in (low, high], as GUIDANCE_INTERVAL
 WEAK_DIR = "autoguide"  # the weak network's run folder, inside the weights folder of the network it guides
+WEAK_RECIPE = "--widths 32 64 --epochs 4"  # how the shipped weak network was made (README, "Autoguidance")
 PAPER_LEVEL = 6  # pictures' pixels at or below this grey level (of 255) are set to 0, the paper;
 # the haze reaches level 6: 1.2% of the 60-epoch model's pixels are 4-6, MNIST's 0.25% (README)
 # What the metrics in the weights record were drawn with (analyze.py --save-metrics, cas.py --save).
@@ -373,26 +374,26 @@ def recorded_loss_weighting(record):
     return (record or {}).get("training", {}).get("loss_weighting", "v")
 
 
-def load_diffusion(run, precision="float32"):
+def load_diffusion(run, precision="float32", make_command=MAKE_COMMAND):
     """The trainer with the weights of a run from analyze.start_or_resume (mode 1 or 2),
-    training with the loss weighting its record says."""
+    training with the loss weighting its record says. make_command: what failures say remakes it."""
     model = analyze.build_from_record(
         lambda config: make_diffusion(config, is_scheduled(run.record), precision,
                                       recorded_loss_weighting(run.record)),
-        run.config, run.sources[0], MAKE_COMMAND)
-    return analyze.load_weights_or_fail(model, run.sources[0], MAKE_COMMAND)
+        run.config, run.sources[0], make_command)
+    return analyze.load_weights_or_fail(model, run.sources[0], make_command)
 
 
-def load_ema_network(run):
+def load_ema_network(run, make_command=MAKE_COMMAND):
     """The moving-average network that draws: from its own file when the record vouches for
     it, else out of the checkpoint (runs saved before there was one, or an EMA file that is
     not this checkpoint's: copied in from another run, or saved just before an interruption)."""
     checkpoint, average = run.sources
     if not (average.is_file() and (run.record or {}).get("ema_sha256") == analyze.file_sha256(average)):
-        return load_diffusion(run).ema_network
+        return load_diffusion(run, make_command=make_command).ema_network
     network = analyze.build_from_record(lambda config: build_unet(**config), run.config, checkpoint,
-                                        MAKE_COMMAND)
-    return analyze.load_weights_or_fail(network, average, MAKE_COMMAND)
+                                        make_command)
+    return analyze.load_weights_or_fail(network, average, make_command)
 
 
 # =========================================================================================
@@ -480,9 +481,8 @@ class Sampler:
         self.ink_conditioned = takes_input(network, "ink")
         if self.ink_conditioned and ink_quantiles is None:
             raise DataError("an ink-conditioned network needs ink quantiles to draw from (recorded_ink_quantiles)")
-        if weak_network is not None and input_names(weak_network) != input_names(network):
-            raise DataError(f"the weak network takes {', '.join(input_names(weak_network))} but the network it "
-                            f"guides takes {', '.join(input_names(network))}: autoguidance needs the same inputs")
+        if weak_network is not None:
+            check_weak_network(weak_network, network)
         self.ink_quantiles = ink_quantiles
         # No autograph: the step has no tensor-dependent Python control flow (`guided` and
         # `autoguided` are Python bools), and autograph would re-read this file's source when it
@@ -536,9 +536,9 @@ class Sampler:
 
         Guidance applies while the noise-to-signal ratio tan(angle) lies in guidance_interval
         (low, high]; elsewhere the plain conditional prediction is used, which also halves
-        those steps' cost. Autoguidance likewise applies only while tan(angle) lies in
-        autoguidance_interval, at one pass of the weak network a digit-step. Fresh noise (eta) is likewise added only at steps whose
-        tan(angle) lies in eta_interval (None: at every step), and drawn only for those, so
+        those steps' cost. Autoguidance applies only while tan(angle) lies in
+        autoguidance_interval, at one pass of the weak network a digit-step there. Fresh noise
+        (eta) is likewise added only at steps whose tan(angle) lies in eta_interval (None: at every step), and drawn only for those, so
         an interval no step falls in draws eta 0's digits. Pixels at or below paper_level
         become 0: the network's estimate of blank paper is a mean over what could be there,
         a few grey levels above 0, where MNIST's paper is exactly 0 (README: with and without)."""
@@ -555,7 +555,7 @@ class Sampler:
         guided = [guidance != 1 and inside for inside in in_interval(angles[:-1], guidance_interval)]
         autoguided = [autoguidance != 1 and inside for inside in in_interval(angles[:-1], autoguidance_interval)]
         if any(autoguided) and self.weak_network is None:
-            raise DataError(f"autoguidance needs a weak network; {WEAK_HINT}")
+            raise DataError("autoguidance needs a weak network (load_weak_network), or --autoguidance 1")
 
         def pixels(x0):
             return blank_paper(analyze.from_signed_unit(x0), paper_level)
@@ -605,26 +605,31 @@ def recorded_ink_quantiles(run):
     return table.tolist()
 
 
-WEAK_HINT = (f"make one in <weights folder>/{WEAK_DIR} (README, \"Autoguidance\"), "
-             "or draw without it (--autoguidance 1)")
+def weak_make_command(folder):
+    """The command that makes a weak network in `folder` (README, "Autoguidance")."""
+    return f"{MAKE_COMMAND} {WEAK_RECIPE} --weights-dir {analyze.display_path(folder)}"
 
 
-def weak_network_folder(weights_dir, required=False):
-    """<weights_dir>/autoguide (WEAK_DIR), where the weak network autoguidance steers away from
-    lives, if it holds a run; None if not, or a DataError if it is `required`."""
+def load_weak_network(weights_dir):
+    """The EMA network of the run in <weights_dir>/autoguide (WEAK_DIR): the weak network
+    autoguidance steers away from, made by this script like any other run. A missing or broken
+    one is a one-line DataError naming the command that makes it."""
     folder = Path(weights_dir) / WEAK_DIR
-    if (folder / WEIGHT_FILES[0]).is_file():
-        return folder
-    if required:
-        raise DataError(f"--autoguidance needs a weak network and {analyze.display_path(folder)} has none; {WEAK_HINT}")
-    return None
+    make_command = weak_make_command(folder)
+    if not (folder / WEIGHT_FILES[0]).is_file():  # said before TensorFlow loads
+        raise DataError(f"autoguidance needs a weak network and {analyze.display_path(folder)} has none; make it "
+                        f"with `{make_command}`, or draw without it (--autoguidance 1)")
+    run = analyze.start_or_resume(2, folder, WEIGHT_FILES, MODEL_CONFIG, BUILDER, make_command,
+                                  legacy_config=LEGACY_CONFIG)
+    return load_ema_network(run, make_command)
 
 
-def load_weak_network(weights_dir, required=False):
-    """The weak network's EMA network (weak_network_folder), made by this script like any other."""
-    folder = weak_network_folder(weights_dir, required)
-    return None if folder is None else load_ema_network(analyze.start_or_resume(2, folder, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
-                                                    legacy_config=LEGACY_CONFIG))
+def check_weak_network(weak_network, network):
+    """A one-line DataError unless the weak network takes the inputs of the network it guides."""
+    if input_names(weak_network) != input_names(network):
+        raise DataError(f"the weak network takes {', '.join(input_names(weak_network))} but the network it "
+                        f"guides takes {', '.join(input_names(network))}: autoguidance needs the same inputs "
+                        "(an --ink network needs an --ink weak one)")
 
 
 def run_sampler(network, run, precision="auto", weak_network=None):
@@ -634,13 +639,14 @@ def run_sampler(network, run, precision="auto", weak_network=None):
     return Sampler(cast(network), recorded_ink_quantiles(run), weak_network=cast(weak_network))
 
 
-def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto"):
-    """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights, and on
-    the weak network beside them if there is one (autoguidance)."""
+def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", autoguide=AUTOGUIDANCE != 1):
+    """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights, and,
+    if `autoguide` (when the default settings autoguide), on the weak network beside them."""
     run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
                                   legacy_config=LEGACY_CONFIG)
     recorded_ink_quantiles(run)  # a damaged record is said before the network loads
-    return run_sampler(load_ema_network(run), run, precision, load_weak_network(weights_dir))
+    weak_network = load_weak_network(weights_dir) if autoguide else None
+    return run_sampler(load_ema_network(run), run, precision, weak_network)
 
 
 # =========================================================================================
@@ -828,8 +834,10 @@ def main(argv=None):
         if args.loss_weighting not in (None, loss_weighting):
             raise DataError(f"the run in {analyze.display_path(args.weights_dir)} trained with --loss-weighting "
                             f"{loss_weighting}; --loss-weighting chooses for new runs (--mode 0)")
-        autoguided = args.autoguidance != 1
-        weak_network = load_weak_network(args.weights_dir, required=True) if autoguided else None
+        weak_network = None
+        if args.autoguidance != 1:  # a weak network that cannot guide this one is said before any training
+            weak_network = load_weak_network(args.weights_dir)
+            check_weak_network(weak_network, build_unet(**run.config))
         analyze.set_seed(args.seed)
         if run.mode == 2:
             network = load_ema_network(run)

@@ -120,9 +120,9 @@ def main():
             analyze.fail(f"no trained generator in {analyze.display_path(args.weights_dir)} matches; "
                          "train one (train_diffusion.py, train_gan.py)")
         # Every sampler loads before any training, so a missing or broken file fails at once.
-        if any(module.MODEL_NAME == "diffusion" for module in generators):
-            train_diffusion.weak_network_folder(args.weights_dir, required=diffusion_settings["autoguidance"] != 1)
-        samplers = [module.load_sampler(args.weights_dir) for module in generators]
+        autoguide = {"autoguide": diffusion_settings["autoguidance"] != 1}
+        samplers = [module.load_sampler(args.weights_dir, **(autoguide if module.MODEL_NAME == "diffusion" else {}))
+                    for module in generators]
         rows = []
         images, labels = real_subset(train_images, train_labels, args.per_digit, args.seed)
         rows.append(("real training digits", None,

@@ -85,8 +85,7 @@ def main():
     try:
         analyze.set_seed(args.seed)
         metrics = analyze.DigitMetrics.of_shipped_classifier(args.seed)
-        train_diffusion.weak_network_folder(args.weights_dir, required=any(w != 1 for w in args.autoguidance))
-        sampler = train_diffusion.load_sampler(args.weights_dir)
+        sampler = train_diffusion.load_sampler(args.weights_dir, autoguide=any(w != 1 for w in args.autoguidance))
         record = analyze.read_record(args.weights_dir / train_diffusion.WEIGHT_FILES[0])
         floor = metrics.real_floor(args.per_digit)
     except analyze.DataError as exc:
@@ -101,8 +100,10 @@ def main():
           "| 4-29 pixels | tinted digits | digits/s |")
     print("|---" * 19 + "|")
     settings = itertools.product(args.solvers, args.spacings, args.steps, args.intervals, args.guidance,
-                                 args.autoguidance_intervals, args.autoguidance, args.etas, args.eta_intervals)
-    for solver, spacing, steps, (low, high), guidance, ag_interval, autoguidance, eta, eta_interval in settings:
+                                 args.autoguidance, args.autoguidance_intervals, args.etas, args.eta_intervals)
+    for solver, spacing, steps, (low, high), guidance, autoguidance, ag_interval, eta, eta_interval in settings:
+        if autoguidance == 1 and ag_interval != args.autoguidance_intervals[0]:
+            continue  # without autoguidance its interval changes nothing: drawn once
         start = time.perf_counter()
         images = sampler(labels, args.seed, steps=steps, solver=solver, spacing=spacing, guidance=guidance,
                          guidance_interval=(low, high), autoguidance=autoguidance, autoguidance_interval=ag_interval,

@@ -29,7 +29,7 @@ def test_autoguidance_without_a_weak_network_is_one_line(tmp_path):
         (tmp_path / name).symlink_to(ROOT / "weights" / name)
     result = run_script("benchmarks/diffusion_settings.py", "--per-digit", "2", "--autoguidance", "2",
                         "--weights-dir", tmp_path)
-    assert_clean_failure(result, "--autoguidance needs a weak network")
+    assert_clean_failure(result, "autoguidance needs a weak network", "has none")
 
 
 def test_an_unknown_spacing_is_one_line():

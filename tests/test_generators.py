@@ -57,7 +57,7 @@ def test_diffusion_dry_run_trains_saves_and_generates(diffusion_run):
         np.testing.assert_array_equal(archive["labels"], np.repeat(np.arange(10), 2))
 
 
-def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path, tiny_csv):
+def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path, tiny_csv, diffusion_run):
     # (--blocks 2 is trained in test_unet_options_train; here only its record is, below: a
     # deeper network would double the time of both dry runs.)
     result = run_script(*diffusion_args(tmp_path, "--mode", "0", "--dry-run", "--widths", "32", "64", "--attention",
@@ -85,6 +85,11 @@ def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path,
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--widths", "64", "128",
                                                     "--no-attention", "--no-ink")),
                          "built with widths=[32, 64], attention=True, ink=True")
+    # A weak network that is not told the ink cannot guide one that is: said before anything draws.
+    (tmp_path / train_diffusion.WEAK_DIR).mkdir()
+    copy_weights(diffusion_run, tmp_path / train_diffusion.WEAK_DIR, train_diffusion.WEIGHT_FILES)
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--autoguidance", "2")),
+                         "autoguidance needs the same inputs")
     # A missing or damaged list of inks is one line, before anything loads or trains.
     record = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])
     for damaged in (None, [[0.1, float("inf")]] * 10):
@@ -904,23 +909,46 @@ def test_autoguidance_steers_away_from_the_weak_network(mnist):
     weak.calls.clear()
     sampler(labels, seed=1)  # the defaults do not autoguide
     assert weak.calls == []
+    # Beside classifier-free guidance both corrections add up, each from the conditional estimate.
+    unconditional = mnist["x_test"][4:6]
+    guided = StandIn(signed(good_digits), signed(unconditional))
+    out = train_diffusion.Sampler(guided, compiled=False, weak_network=weak)(
+        labels, seed=1, steps=1, autoguidance=2.0, **{**everywhere, "guidance": 1.5})
+    cond, uncond, bad = signed(good_digits), signed(unconditional), signed(weak_digits)
+    expected = np.clip(uncond + 1.5 * (cond - uncond) + (cond - bad), -1, 1)
+    assert close(out, np.asarray(analyze.from_signed_unit(expected)))
     with pytest.raises(analyze.DataError, match="autoguidance needs a weak network"):
         train_diffusion.Sampler(good, compiled=False)(labels, seed=1, autoguidance=2.0)
     with pytest.raises(analyze.DataError, match="needs the same inputs"):
         train_diffusion.Sampler(good, compiled=False, weak_network=InkWitness())
 
 
+def test_the_weak_network_is_told_the_same_ink():
+    quantiles = [[digit / 100, digit / 100 + 0.01] for digit in range(10)]
+    network, weak = InkWitness(), InkWitness()
+    labels = np.array([3, 8, 1], np.int32)
+    train_diffusion.Sampler(network, quantiles, compiled=False, weak_network=weak)(
+        labels, 2, steps=2, guidance=1.0, autoguidance=2.0, autoguidance_interval=(0.0, np.inf))
+    assert len(weak.shown) == len(network.shown) == 2
+    for (labels_shown, inks), (weak_labels, weak_inks) in zip(network.shown, weak.shown):
+        np.testing.assert_array_equal(weak_labels, labels_shown)
+        np.testing.assert_array_equal(weak_inks, inks)
+
+
 def test_the_weak_network_loads_from_the_autoguide_folder(tmp_path, diffusion_run):
     copy_weights(diffusion_run, tmp_path, train_diffusion.WEIGHT_FILES)
     labels = analyze.requested_labels(None, 2)
     settings = {"steps": 3, "autoguidance": 3.0, "autoguidance_interval": (0.0, np.inf)}
-    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING).weak_network is None
+    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING).weak_network is None  # not asked for
+    with pytest.raises(analyze.DataError, match=f"{train_diffusion.WEAK_DIR} has none"):
+        train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguide=True)
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--autoguidance", "2")),
-                         "--autoguidance needs a weak network", f"{train_diffusion.WEAK_DIR} has none")
+                         "autoguidance needs a weak network", f"{train_diffusion.WEAK_DIR} has none",
+                         train_diffusion.WEAK_RECIPE)
     # Guided away from a copy of itself, a network draws what it draws unguided.
     (tmp_path / train_diffusion.WEAK_DIR).mkdir()
     copy_weights(diffusion_run, tmp_path / train_diffusion.WEAK_DIR, train_diffusion.WEIGHT_FILES)
-    sampler = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING)
+    sampler = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguide=True)
     assert sampler.weak_network is not None
     assert close(sampler(labels, 5, **settings), sampler(labels, 5, steps=3))
 
