@@ -1127,11 +1127,12 @@ def _report_classifiers(classifier, test_images, test_labels, figures_dir):
 PAPER_KEYS = ("zero_pixels", "faint_pixels", "grey_pixels", "tinted_digits")
 
 
-def how_measured(module, precision="auto"):
+def how_measured(module, precision="auto", draw=None):
     """What a generator's record keeps beside figures measured on it: the number format and
-    sampler settings it drew with (a module's SAMPLER_DEFAULTS, if it has any), the command,
-    the machine and the date."""
-    sampler = {"sampler": module.SAMPLER_DEFAULTS} if hasattr(module, "SAMPLER_DEFAULTS") else {}
+    sampler settings it drew with (the sampler `draw`'s defaults, or else its module's
+    SAMPLER_DEFAULTS, if it has either), the command, the machine and the date."""
+    settings = getattr(draw, "defaults", None) or getattr(module, "SAMPLER_DEFAULTS", None)
+    sampler = {"sampler": settings} if settings else {}
     return {"precision": resolve_precision(precision), **sampler, "measured_by": command_line(),
             "hardware": hardware_summary(), "date": time.strftime("%Y-%m-%d")}
 
@@ -1170,7 +1171,7 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
                                  "fid_real_floor": round(floor["fid"], 5), "real_variety": round(floor["variety"], 5),
                                  "real_paper": {k: round(floor[k], 5) for k in PAPER_KEYS},
                                  "digits_per_s": round(len(images) / seconds, 1), "samples": len(images),
-                                 **how_measured(module, precision)}
+                                 **how_measured(module, precision, draw)}
             write_json_atomic(record, record_path(weights))
     n = samples_per_digit * NUM_CLASSES
     print(f"\ngenerators: {n:,} digits each ({samples_per_digit} per digit), seed {seed}")

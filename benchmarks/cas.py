@@ -58,16 +58,16 @@ def real_subset(images, labels, per_digit, seed):
 def print_and_save(rows, args, changed, num_test):
     """The table (the real-digit reference first) and, with --save, each generator's row in
     its record (a record there must be: it is what says how the weights were made)."""
-    reference = rows[0][2]
+    reference = rows[0][2]  # rows: (name, module, accuracy, sampler)
     print(f"\nCNN trained on {args.per_digit * analyze.NUM_CLASSES:,} digits ({args.per_digit} per digit), "
           f"{args.epochs} epochs{', augmented' if args.augment else ''}, seed {args.seed}"
           f"{''.join(f', diffusion {k} {v}' for k, v in changed.items())}; "
           f"tested on {num_test:,} real test digits")
     print("| trained on | test accuracy (CAS) | vs real |")
     print("|---|---|---|")
-    for name, module, acc in rows:
+    for name, module, acc, _ in rows:
         print(f"| {name} | {acc:.2%} | {100 * (acc - reference):+.2f} points |")
-    for name, module, acc in rows:
+    for name, module, acc, sampler in rows:
         if args.save and module is not None:
             weights = args.weights_dir / module.WEIGHT_FILES[0]
             record = analyze.read_record(weights)
@@ -76,7 +76,8 @@ def print_and_save(rows, args, changed, num_test):
                                         "save the score in")
             record.setdefault("metrics", {})["cas"] = {
                 "accuracy": round(acc, 5), "real_reference": round(reference, 5), "per_digit": args.per_digit,
-                "epochs": args.epochs, "augment": args.augment, "seed": args.seed, **analyze.how_measured(module)}
+                "epochs": args.epochs, "augment": args.augment, "seed": args.seed,
+                **analyze.how_measured(module, draw=sampler)}
             analyze.write_json_atomic(record, analyze.record_path(weights))
             print(f"saved {name}'s score in {analyze.display_path(analyze.record_path(weights))}")
 
@@ -106,7 +107,7 @@ def main():
     train_diffusion.check_sampler_arguments(parser, args)
     diffusion_settings = train_diffusion.sampler_settings(args)
     changed = {flag: value for flag, value in diffusion_settings.items()
-               if value != train_diffusion.SAMPLER_DEFAULTS[flag]}
+               if value is not None and value != train_diffusion.SAMPLER_DEFAULTS[flag]}
     if changed and args.save:
         parser.error("--save stores figures of the default sampler settings; drop the sampler flags or --save")
 
@@ -120,13 +121,14 @@ def main():
             analyze.fail(f"no trained generator in {analyze.display_path(args.weights_dir)} matches; "
                          "train one (train_diffusion.py, train_gan.py)")
         # Every sampler loads before any training, so a missing or broken file fails at once.
-        autoguide = {"autoguide": diffusion_settings["autoguidance"] != 1}
+        autoguide = {"autoguide": train_diffusion.wants_weak_network(diffusion_settings["autoguidance"])}
         samplers = [module.load_sampler(args.weights_dir, **(autoguide if module.MODEL_NAME == "diffusion" else {}))
                     for module in generators]
         rows = []
         images, labels = real_subset(train_images, train_labels, args.per_digit, args.seed)
         rows.append(("real training digits", None,
-                     train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment, args.seed)))
+                     train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment, args.seed),
+                     None))
         for module, sampler in zip(generators, samplers):
             labels = analyze.requested_labels(None, args.per_digit)
             start = time.perf_counter()
@@ -134,7 +136,7 @@ def main():
             print(f"{module.MODEL_NAME}: drew {len(images):,} digits in {time.perf_counter() - start:.0f} s")
             rows.append((module.MODEL_NAME, module,
                          train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment,
-                                        args.seed)))
+                                        args.seed), sampler))
         print_and_save(rows, args, changed, len(test_labels))
     except analyze.DataError as exc:
         analyze.fail(exc)

@@ -45,10 +45,12 @@ def main():
     parser = argparse.ArgumentParser(description="Sweep the diffusion sampler's guidance and steps.",
                                      allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     # Each flag takes several values to sweep; its default is the sampler's own, so a bare run
-    # measures the shipped settings.
+    # measures the shipped settings (guidance and autoguidance: the loaded sampler's, which
+    # depend on whether there is a weak network).
     defaults = train_diffusion.SAMPLER_DEFAULTS
-    parser.add_argument("--guidance", type=float, nargs="+", default=[defaults["guidance"]],
-                        help="classifier-free guidance scales (1 = plain conditional, 0 = unconditional)")
+    parser.add_argument("--guidance", type=float, nargs="+",
+                        help="classifier-free guidance scales (1 = plain conditional, 0 = unconditional; "
+                             "default: the sampler's)")
     parser.add_argument("--steps", type=int, nargs="+", default=[defaults["steps"]], help="sampling steps")
     parser.add_argument("--solvers", nargs="+", choices=train_diffusion.SOLVERS, default=[defaults["solver"]],
                         help="ddim (first order) or dpm++2m (second order)")
@@ -56,9 +58,9 @@ def main():
                         help="steps evenly spaced in noise angle or in log signal-to-noise ratio")
     parser.add_argument("--intervals", nargs="+", type=interval_argument, default=[defaults["guidance_interval"]],
                         help="guidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
-    parser.add_argument("--autoguidance", type=float, nargs="+", default=[defaults["autoguidance"]],
+    parser.add_argument("--autoguidance", type=float, nargs="+",
                         help="autoguidance scales (1 = off; others need the weak network in <weights-dir>/"
-                             f"{train_diffusion.WEAK_DIR})")
+                             f"{train_diffusion.WEAK_DIR}; default: the sampler's)")
     parser.add_argument("--autoguidance-intervals", nargs="+", type=interval_argument,
                         default=[defaults["autoguidance_interval"]],
                         help="autoguidance intervals LOW,HIGH in noise-to-signal ratio tan(angle)")
@@ -78,18 +80,21 @@ def main():
         parser.error("--etas must be between 0 and 1")
     if args.per_digit < 2:
         parser.error("--per-digit must be at least 2 (variety needs two digits of each kind)")
-    if (min(args.guidance + args.autoguidance) < 0 or min(args.steps) < 1
+    if (min((args.guidance or []) + (args.autoguidance or []) + [0]) < 0 or min(args.steps) < 1
             or not all(0 <= level <= 255 for level in args.paper_levels)):
         parser.error("--guidance and --autoguidance must be 0 or more, --steps at least 1, --paper-levels 0-255")
 
     try:
         analyze.set_seed(args.seed)
         metrics = analyze.DigitMetrics.of_shipped_classifier(args.seed)
-        sampler = train_diffusion.load_sampler(args.weights_dir, autoguide=any(w != 1 for w in args.autoguidance))
+        autoguide = "auto" if args.autoguidance is None else any(w != 1 for w in args.autoguidance)
+        sampler = train_diffusion.load_sampler(args.weights_dir, autoguide=autoguide)
         record = analyze.read_record(args.weights_dir / train_diffusion.WEIGHT_FILES[0])
         floor = metrics.real_floor(args.per_digit)
     except analyze.DataError as exc:
         analyze.fail(exc)
+    args.guidance = args.guidance or [sampler.defaults["guidance"]]
+    args.autoguidance = args.autoguidance or [sampler.defaults["autoguidance"]]
     labels = analyze.requested_labels(None, args.per_digit)
     sampler(labels[:10], steps=2)  # trace once: measure sampling, not tracing
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "

@@ -76,7 +76,8 @@ def main():
             analyze.fail(f"no trained generator in {analyze.display_path(args.weights_dir)} matches; "
                          "train one (train_diffusion.py, train_gan.py)")
         for module in generators:
-            autoguide = {"autoguide": settings["autoguidance"] != 1} if module.MODEL_NAME == "diffusion" else {}
+            autoguide = ({"autoguide": train_diffusion.wants_weak_network(settings["autoguidance"])}
+                         if module.MODEL_NAME == "diffusion" else {})
             sampler = module.load_sampler(args.weights_dir, args.precision, **autoguide)
             drawn_labels = analyze.requested_labels(None, args.per_digit)
             drawn = sampler(drawn_labels, args.seed, **(settings if module.MODEL_NAME == "diffusion" else {}))

@@ -10,7 +10,7 @@ def test_sweeps_every_combination_of_the_shipped_weights():
                         "--guidance", "1.5", "--solvers", "ddim", "dpm++2m", "--spacings", "angle", "logsnr",
                         "--paper-levels", "0", "3", "--intervals", "0,inf")
     assert result.returncode == 0, result.stderr
-    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| 1 \| - \| 0 \| every step "
+    rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| 3 \| \(0\.6, 5\] \| 0 \| every step "
                       r"\| (0|3) \|"
                       r".* \| ([\d.]+)% \| ([\d.]+)% \| [\d.]+% \| [\d.]+% \| [\d,]+ \|$", result.stdout, re.M)
     settings = [row[:3] for row in rows]

@@ -592,6 +592,19 @@ def test_the_shipped_diffusion_record_builds_the_scale_shift_network():
     assert record["ema_sha256"] == analyze.file_sha256(analyze.WEIGHTS_DIR / train_diffusion.WEIGHT_FILES[1])
 
 
+def test_the_shipped_weak_network_can_guide_the_shipped_network():
+    weak_dir = analyze.WEIGHTS_DIR / train_diffusion.WEAK_DIR
+    record = analyze.read_record(weak_dir / train_diffusion.WEIGHT_FILES[0])
+    # Made as WEAK_RECIPE says, and vouched for by its record.
+    assert record["training"]["epochs"] == train_diffusion.WEAK_EPOCHS
+    assert record["training"]["learning_rate"]["over_epochs"] == 15
+    assert record["training"]["loss_weighting"] == "min-snr"
+    assert record["ema_sha256"] == analyze.file_sha256(weak_dir / train_diffusion.WEIGHT_FILES[1])
+    shipped = train_diffusion.load_sampler(precision=SAME_ROUNDING)  # the defaults autoguide: it loads
+    assert shipped.weak_network is not None and shipped.defaults == train_diffusion.SAMPLER_DEFAULTS
+    assert train_diffusion.input_names(shipped.weak_network) == train_diffusion.input_names(shipped.network)
+
+
 def test_unet_options_change_its_inputs_and_refuse_unknown_conditioning():
     import keras
 
@@ -906,9 +919,15 @@ def test_autoguidance_steers_away_from_the_weak_network(mnist):
     sampler(labels, seed=1, autoguidance=2.0, autoguidance_interval=(0.6, 5.0), guidance=1.5)
     tans = np.tan(train_diffusion.sampling_angles(10)[:-1])
     assert weak.calls == [1] * int(((tans > 0.6) & (tans <= 5.0)).sum())
+    # Untold, a sampler with a weak network draws with SAMPLER_DEFAULTS, one without with classifier-free
+    # guidance alone (WITHOUT_WEAK_NETWORK).
+    assert sampler.defaults == train_diffusion.SAMPLER_DEFAULTS
+    alone = train_diffusion.Sampler(good, compiled=False)
+    assert alone.defaults == {**train_diffusion.SAMPLER_DEFAULTS, **train_diffusion.WITHOUT_WEAK_NETWORK}
+    assert alone.defaults["autoguidance"] == 1
     weak.calls.clear()
-    sampler(labels, seed=1)  # the defaults do not autoguide
-    assert weak.calls == []
+    sampler(labels, seed=1)
+    assert len(weak.calls) == int(((tans > 0.6) & (tans <= 5.0)).sum()) * (train_diffusion.AUTOGUIDANCE != 1)
     # Beside classifier-free guidance both corrections add up, each from the conditional estimate.
     unconditional = mnist["x_test"][4:6]
     guided = StandIn(signed(good_digits), signed(unconditional))
@@ -939,17 +958,24 @@ def test_the_weak_network_loads_from_the_autoguide_folder(tmp_path, diffusion_ru
     copy_weights(diffusion_run, tmp_path, train_diffusion.WEIGHT_FILES)
     labels = analyze.requested_labels(None, 2)
     settings = {"steps": 3, "autoguidance": 3.0, "autoguidance_interval": (0.0, np.inf)}
-    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING).weak_network is None  # not asked for
+    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING).weak_network is None  # none to use
     with pytest.raises(analyze.DataError, match=f"{train_diffusion.WEAK_DIR} has none"):
         train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguide=True)
+    drawn = run_script(*diffusion_args(tmp_path, "--mode", "2", "--num-per-digit", "1", "--digit", "3", "--steps", "2"))
+    assert drawn.returncode == 0, drawn.stderr
+    # Said only when the defaults would autoguide (AUTOGUIDANCE).
+    assert ("no weak network in" in drawn.stdout) == (train_diffusion.AUTOGUIDANCE != 1), drawn.stdout
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--autoguidance", "2")),
                          "autoguidance needs a weak network", f"{train_diffusion.WEAK_DIR} has none",
                          train_diffusion.WEAK_RECIPE)
     # Guided away from a copy of itself, a network draws what it draws unguided.
     (tmp_path / train_diffusion.WEAK_DIR).mkdir()
     copy_weights(diffusion_run, tmp_path / train_diffusion.WEAK_DIR, train_diffusion.WEIGHT_FILES)
+    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguide=False).weak_network is None
+    # There is one now: the defaults load it if they autoguide.
+    assert ((train_diffusion.load_sampler(tmp_path, SAME_ROUNDING).weak_network is not None)
+            == (train_diffusion.AUTOGUIDANCE != 1))
     sampler = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguide=True)
-    assert sampler.weak_network is not None
     assert close(sampler(labels, 5, **settings), sampler(labels, 5, steps=3))
 
 
