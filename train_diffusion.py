@@ -9,8 +9,8 @@ noise and image that stays well scaled at every noise level) on a cosine schedul
 in [-1, 1]. Labels are dropped 10% of the time during training so the same network also
 learns unconditional digits, which classifier-free guidance uses at sampling time. Samples
 come from an exponential moving average (EMA) of the weights, with a deterministic sampler
-(DPM-Solver++(2M) by default, or DDIM) whose steps run as one compiled call on the whole batch.
-It draws in bfloat16 where the CPU computes it natively, and trains in it when asked
+(DPM-Solver++(2M) by default, or DDIM) whose steps run as one compiled call on the whole batch,
+guided also away from a weaker network of its kind in weights/autoguide (autoguidance). It draws in bfloat16 where the CPU computes it natively, and trains in it when asked
 (--precision bfloat16; the weights stay float32).
 
 Generation writes generated_digits/ddim_generated_<d>.png for every digit, and with
