@@ -774,8 +774,10 @@ def update_moving_average(network, average, decay, step):
         averaged.assign(decay * averaged + (1 - decay) * weight)
 
 
-def fit_resumably(model, batches, record, epochs, run_info, checkpoint):
-    """fit() from the epoch count in record["training"] up to `epochs` in total.
+def fit_resumably(model, batches, record, epochs, stop_after, run_info, checkpoint):
+    """fit() from the epoch count in record["training"] up to `epochs` in total, or up to
+    `stop_after` (None: no earlier stop) when that comes first; a schedule the caller spread
+    over `epochs` stays spread over them, so the same command without it trains on.
 
     After every epoch the record gets the epoch count, the cumulative wall time and that
     epoch's logs, then checkpoint(epoch) saves whatever the caller needs. Returns False when
@@ -788,6 +790,9 @@ def fit_resumably(model, batches, record, epochs, run_info, checkpoint):
     if done >= epochs:
         print(f"already trained {done} epochs; pass a larger --epochs to train more")
         return False
+    if stop_after is not None and done >= stop_after:
+        print(f"already trained {done} epochs; pass a larger --stop-after (or none) to train more")
+        return False
     training.update(run_info, hardware=hardware_summary())
     training.setdefault("commands", []).append(command_line())
     wall_before, started = training.get("wall_time_s", 0.0), time.perf_counter()
@@ -799,8 +804,8 @@ def fit_resumably(model, batches, record, epochs, run_info, checkpoint):
             training.setdefault("history", []).append({k: round(float(v), 5) for k, v in (logs or {}).items()})
             checkpoint(epoch + 1)
 
-    model.fit(batches, initial_epoch=done, epochs=epochs, callbacks=[Checkpoint()], shuffle=False,
-              verbose="auto" if sys.stdout.isatty() else 2)  # one line per epoch in logs
+    model.fit(batches, initial_epoch=done, epochs=min(epochs, stop_after or epochs), callbacks=[Checkpoint()],
+              shuffle=False, verbose="auto" if sys.stdout.isatty() else 2)  # one line per epoch in logs
     return True
 
 
@@ -927,6 +932,9 @@ def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_
     parser.add_argument("--seed", type=seed_argument, default=seed, help="random seed (same seed, same digits)")
     parser.add_argument("--epochs", type=int, default=epochs,
                         help="train until this many epochs in total (continuing counts on)")
+    parser.add_argument("--stop-after", type=int, metavar="N",
+                        help="stop once N epochs in total are trained, on the schedule of --epochs: the "
+                             "same command without it trains on (default: train all of --epochs)")
     parser.add_argument("--batch-size", type=int, default=batch_size, help="training batch size")
     parser.add_argument("--output", type=Path, help="also save the samples to this .npz")
     parser.add_argument("--csv", type=Path, default=TRAIN_CSV, help="training CSV")
@@ -945,6 +953,8 @@ def parse_generator_args(parser, argv=None):
     for name in ("num_per_digit", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.stop_after is not None and not 1 <= args.stop_after <= args.epochs:
+        parser.error(f"--stop-after must be 1 to --epochs ({args.epochs}), got {args.stop_after}")
     if args.output is not None and args.output.suffix != ".npz":
         parser.error("--output must end in .npz")
     args.figures_dir = dry_run_safe(args.figures_dir, args.dry_run)

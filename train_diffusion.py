@@ -102,8 +102,8 @@ AUTOGUIDANCE_INTERVAL = (0.6, 5.0)  # tan(angle) in (low, high], as GUIDANCE_INT
 WEAK_DIR = "autoguide"  # the weak network's run folder, inside the weights folder of the network it guides
 # How the shipped weak network was made: the shipped network's size, the first 7 epochs of a
 # 15-epoch Min-SNR schedule (a smaller network trained for 4 epochs guided worse: same section).
-WEAK_RECIPE = "--epochs 15 --loss-weighting min-snr"
 WEAK_EPOCHS = 7
+WEAK_RECIPE = f"--epochs 15 --stop-after {WEAK_EPOCHS} --loss-weighting min-snr"
 PAPER_LEVEL = 6  # pictures' pixels at or below this grey level (of 255) are set to 0, the paper;
 # the haze reaches level 6: 1.2% of the 60-epoch model's pixels are 4-6, MNIST's 0.25% (README)
 # What the metrics in the weights record were drawn with (analyze.py --save-metrics, cas.py --save).
@@ -623,8 +623,7 @@ def recorded_ink_quantiles(run):
 
 def weak_make_command(folder):
     """How to make a weak network in `folder` as the shipped one was (README, "Autoguidance")."""
-    return (f"{MAKE_COMMAND} {WEAK_RECIPE} --weights-dir {analyze.display_path(folder)}  "
-            f"# and Ctrl-C once epoch {WEAK_EPOCHS} is saved")
+    return f"{MAKE_COMMAND} {WEAK_RECIPE} --weights-dir {analyze.display_path(folder)}"
 
 
 def has_weak_network(weights_dir):
@@ -731,7 +730,7 @@ def train(args, model, run, precision, loss_weighting):
         model.optimizer.learning_rate = learning_rate_schedule(len(batches), epochs)
         record["training"]["learning_rate"] = {"peak": PEAK_LEARNING_RATE, "warmup_epochs": WARMUP_EPOCHS,
                                                "decay": "cosine to 0", "over_epochs": epochs}
-    analyze.fit_resumably(model, batches, record, epochs,
+    analyze.fit_resumably(model, batches, record, epochs, args.stop_after,
                           {"csv": analyze.display_path(args.csv), "batch_size": args.batch_size,
                            "seed": args.seed, "precision": precision_history(record["training"], precision),
                            "loss_weighting": loss_weighting},

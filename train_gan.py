@@ -296,7 +296,7 @@ def train(args, gan, run):
     record["training"]["ema_decay"] = EMA_DECAY
     record["training"].setdefault("ema_since_epoch", record["training"].get("epochs", 0))
     gan.compile()
-    analyze.fit_resumably(gan, batches, record, epochs,
+    analyze.fit_resumably(gan, batches, record, epochs, args.stop_after,
                           {"csv": analyze.display_path(args.csv), "batch_size": args.batch_size,
                            "seed": args.seed}, checkpoint)
 

@@ -182,7 +182,9 @@ def test_generator_scripts_reject_bad_flags_alike(script):
                            (["--num-per-digit", "0"], "--num-per-digit must be at least 1"),
                            (["--mode", "5"], "invalid choice"), (["--output", "x.txt"], "must end in .npz"),
                            (["--generate", "--from-scratch"], "not allowed with"),
-                           (["--gen"], "unrecognized arguments")):  # no prefix matching
+                           (["--gen"], "unrecognized arguments"),  # no prefix matching
+                           (["--stop-after", "0"], "--stop-after must be 1 to --epochs"),
+                           (["--epochs", "3", "--stop-after", "4"], "--stop-after must be 1 to --epochs (3), got 4")):
         assert_clean_failure(run_script(script, *flags), message)
 
 
@@ -311,6 +313,24 @@ def test_gan_step_moves_the_average_generator_by_the_warmed_up_decay(conditionin
     assert any(not np.allclose(g, b) for g, b in zip(generator, before))  # the step moved G
     for average, old, new in zip(after, before, generator):
         np.testing.assert_allclose(average, decay * old + (1 - decay) * new, rtol=1e-5, atol=1e-6)
+
+
+def test_stop_after_ends_a_run_early_and_the_same_command_without_it_trains_on(capsys):
+    import keras
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    batches = tf.data.Dataset.from_tensor_slices((np.ones((4, 1)), np.ones((4, 1)))).batch(2)
+    record, saved = {}, []
+
+    def train(stop_after):
+        return analyze.fit_resumably(model, batches, record, 3, stop_after, {}, saved.append)
+
+    assert train(stop_after=1) and saved == [1] and record["training"]["epochs"] == 1
+    assert not train(stop_after=1) and "larger --stop-after" in capsys.readouterr().out
+    assert train(stop_after=None) and saved == [1, 2, 3] and record["training"]["epochs"] == 3
+    assert len(record["training"]["history"]) == 3
 
 
 def test_moving_average_decay_reaches_its_setting_once_warmed_up():
