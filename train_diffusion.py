@@ -631,18 +631,13 @@ def has_weak_network(weights_dir):
     return (Path(weights_dir) / WEAK_DIR / WEIGHT_FILES[0]).is_file()
 
 
-def wants_weak_network(autoguidance):
-    """load_sampler's `autoguide` for an --autoguidance value: None (the default) is "auto"; 1
-    never loads the weak network; any other value needs it."""
-    return "auto" if autoguidance is None else autoguidance != 1
-
-
-def resolve_autoguide(autoguide, weights_dir):
-    """Whether to load the weak network, for `autoguide` True, False or "auto": the weak network
-    if the default settings autoguide (AUTOGUIDANCE) and there is one."""
-    if autoguide == "auto":
+def uses_weak_network(weights_dir, autoguidance=None):
+    """Whether drawing at `autoguidance` (None: the defaults') takes the weak network in
+    <weights_dir>/autoguide: 1 never does, any other scale needs it (load_weak_network says so
+    in one line when it is missing), and the defaults use it where there is one."""
+    if autoguidance is None:
         return AUTOGUIDANCE != 1 and has_weak_network(weights_dir)
-    return autoguide
+    return autoguidance != 1
 
 
 def load_weak_network(weights_dir):
@@ -674,13 +669,13 @@ def run_sampler(network, run, precision="auto", weak_network=None):
     return Sampler(cast(network), recorded_ink_quantiles(run), weak_network=cast(weak_network))
 
 
-def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", autoguide="auto"):
+def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", autoguidance=None):
     """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights, and on
-    the weak network beside them (autoguidance) as `autoguide` says (resolve_autoguide)."""
+    the weak network beside them if drawing at `autoguidance` takes it (uses_weak_network)."""
     run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
                                   legacy_config=LEGACY_CONFIG)
     recorded_ink_quantiles(run)  # a damaged record is said before the network loads
-    weak_network = load_weak_network(weights_dir) if resolve_autoguide(autoguide, weights_dir) else None
+    weak_network = load_weak_network(weights_dir) if uses_weak_network(weights_dir, autoguidance) else None
     return run_sampler(load_ema_network(run), run, precision, weak_network)
 
 
@@ -872,11 +867,10 @@ def main(argv=None):
             raise DataError(f"the run in {analyze.display_path(args.weights_dir)} trained with --loss-weighting "
                             f"{loss_weighting}; --loss-weighting chooses for new runs (--mode 0)")
         weak_network = None
-        autoguide = wants_weak_network(args.autoguidance)
-        if autoguide == "auto" and AUTOGUIDANCE != 1 and not has_weak_network(args.weights_dir):
+        if args.autoguidance is None and AUTOGUIDANCE != 1 and not has_weak_network(args.weights_dir):
             print(f"no weak network in {analyze.display_path(Path(args.weights_dir) / WEAK_DIR)}: drawing with "
                   "classifier-free guidance alone (README, \"Autoguidance\")")
-        if resolve_autoguide(autoguide, args.weights_dir):  # one that cannot guide this run is said before training
+        if uses_weak_network(args.weights_dir, args.autoguidance):  # one that cannot guide this run is said before training
             weak_network = load_weak_network(args.weights_dir)
             check_weak_network(weak_network, build_unet(**run.config))
         analyze.set_seed(args.seed)

@@ -121,8 +121,8 @@ def main():
             analyze.fail(f"no trained generator in {analyze.display_path(args.weights_dir)} matches; "
                          "train one (train_diffusion.py, train_gan.py)")
         # Every sampler loads before any training, so a missing or broken file fails at once.
-        autoguide = {"autoguide": train_diffusion.wants_weak_network(diffusion_settings["autoguidance"])}
-        samplers = [module.load_sampler(args.weights_dir, **(autoguide if module.MODEL_NAME == "diffusion" else {}))
+        autoguidance = {"autoguidance": diffusion_settings["autoguidance"]}
+        samplers = [module.load_sampler(args.weights_dir, **(autoguidance if module.MODEL_NAME == "diffusion" else {}))
                     for module in generators]
         rows = []
         images, labels = real_subset(train_images, train_labels, args.per_digit, args.seed)

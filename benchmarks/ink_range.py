@@ -76,9 +76,8 @@ def main():
             analyze.fail(f"no trained generator in {analyze.display_path(args.weights_dir)} matches; "
                          "train one (train_diffusion.py, train_gan.py)")
         for module in generators:
-            autoguide = ({"autoguide": train_diffusion.wants_weak_network(settings["autoguidance"])}
-                         if module.MODEL_NAME == "diffusion" else {})
-            sampler = module.load_sampler(args.weights_dir, args.precision, **autoguide)
+            autoguidance = {"autoguidance": settings["autoguidance"]} if module.MODEL_NAME == "diffusion" else {}
+            sampler = module.load_sampler(args.weights_dir, args.precision, **autoguidance)
             drawn_labels = analyze.requested_labels(None, args.per_digit)
             drawn = sampler(drawn_labels, args.seed, **(settings if module.MODEL_NAME == "diffusion" else {}))
             rows, overall = ink_table(real_ink, labels, np.asarray(train_diffusion.ink_share(drawn)),

@@ -980,7 +980,7 @@ def test_the_weak_network_loads_from_the_autoguide_folder(tmp_path, diffusion_ru
     settings = {"steps": 3, "autoguidance": 3.0, "autoguidance_interval": (0.0, np.inf)}
     assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING).weak_network is None  # none to use
     with pytest.raises(analyze.DataError, match=f"{train_diffusion.WEAK_DIR} has none"):
-        train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguide=True)
+        train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguidance=3.0)
     drawn = run_script(*diffusion_args(tmp_path, "--mode", "2", "--num-per-digit", "1", "--digit", "3", "--steps", "2"))
     assert drawn.returncode == 0, drawn.stderr
     # Said only when the defaults would autoguide (AUTOGUIDANCE).
@@ -991,11 +991,11 @@ def test_the_weak_network_loads_from_the_autoguide_folder(tmp_path, diffusion_ru
     # Guided away from a copy of itself, a network draws what it draws unguided.
     (tmp_path / train_diffusion.WEAK_DIR).mkdir()
     copy_weights(diffusion_run, tmp_path / train_diffusion.WEAK_DIR, train_diffusion.WEIGHT_FILES)
-    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguide=False).weak_network is None
+    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguidance=1).weak_network is None
     # There is one now: the defaults load it if they autoguide.
     assert ((train_diffusion.load_sampler(tmp_path, SAME_ROUNDING).weak_network is not None)
             == (train_diffusion.AUTOGUIDANCE != 1))
-    sampler = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguide=True)
+    sampler = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, autoguidance=3.0)
     assert close(sampler(labels, 5, **settings), sampler(labels, 5, steps=3))
 
 
