@@ -44,7 +44,7 @@ def train_and_test(images, labels, test_images, test_labels, epochs, augment, se
     model = train_classifier.build_classifier("cnn")
     batches = train_classifier.make_dataset(images, labels, BATCH_SIZE, True, augment, seed)
     train_classifier.compile_classifier(model, "cnn", len(batches) * epochs)
-    model.fit(batches, epochs=epochs, verbose=2)
+    model.fit(batches, epochs=epochs, shuffle=False, verbose=2)  # the dataset shuffles itself
     return analyze.accuracy(test_labels, analyze.classify(model, test_images).argmax(1))
 
 
