@@ -102,8 +102,7 @@ AUTOGUIDANCE_INTERVAL = (0.6, 5.0)  # tan(angle) in (low, high], as GUIDANCE_INT
 WEAK_DIR = "autoguide"  # the weak network's run folder, inside the weights folder of the network it guides
 # How the shipped weak network was made: the shipped network's size, the first 7 epochs of a
 # 15-epoch Min-SNR schedule (a smaller network trained for 4 epochs guided worse: same section).
-WEAK_EPOCHS = 7
-WEAK_RECIPE = f"--epochs 15 --stop-after {WEAK_EPOCHS} --loss-weighting min-snr"
+WEAK_RECIPE = "--epochs 15 --stop-after 7 --loss-weighting min-snr"
 PAPER_LEVEL = 6  # pictures' pixels at or below this grey level (of 255) are set to 0, the paper;
 # the haze reaches level 6: 1.2% of the 60-epoch model's pixels are 4-6, MNIST's 0.25% (README)
 # What the metrics in the weights record were drawn with (analyze.py --save-metrics, cas.py --save).

@@ -616,9 +616,10 @@ def test_the_shipped_weak_network_can_guide_the_shipped_network():
     weak_dir = analyze.WEIGHTS_DIR / train_diffusion.WEAK_DIR
     record = analyze.read_record(weak_dir / train_diffusion.WEIGHT_FILES[0])
     # Made as WEAK_RECIPE says, and vouched for by its record.
-    assert record["training"]["epochs"] == train_diffusion.WEAK_EPOCHS
-    assert record["training"]["learning_rate"]["over_epochs"] == 15
-    assert record["training"]["loss_weighting"] == "min-snr"
+    recipe = train_diffusion.parse_args(["--mode", "0", *train_diffusion.WEAK_RECIPE.split()])
+    assert record["training"]["epochs"] == recipe.stop_after
+    assert record["training"]["learning_rate"]["over_epochs"] == recipe.epochs
+    assert record["training"]["loss_weighting"] == (recipe.loss_weighting or train_diffusion.LOSS_WEIGHTING)
     assert record["ema_sha256"] == analyze.file_sha256(weak_dir / train_diffusion.WEIGHT_FILES[1])
     shipped = train_diffusion.load_sampler(precision=SAME_ROUNDING)  # the defaults autoguide: it loads
     assert shipped.weak_network is not None and shipped.defaults == train_diffusion.SAMPLER_DEFAULTS
