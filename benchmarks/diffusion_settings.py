@@ -88,7 +88,7 @@ def main():
         analyze.set_seed(args.seed)
         metrics = analyze.DigitMetrics.of_shipped_classifier(args.seed)
         # Any scale of the sweep but 1 needs the weak network (None: the defaults decide).
-        autoguidance = None if args.autoguidance is None else max(args.autoguidance, key=lambda w: w != 1)
+        autoguidance = None if args.autoguidance is None else next((w for w in args.autoguidance if w != 1), 1)
         sampler = train_diffusion.load_sampler(args.weights_dir, autoguidance=autoguidance)
         record = analyze.read_record(args.weights_dir / train_diffusion.WEIGHT_FILES[0])
         floor = metrics.real_floor(args.per_digit)
