@@ -26,6 +26,7 @@ argument errors answer at once.
 """
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -482,8 +483,6 @@ class Sampler:
     quantiles (ink_quantiles, from the weights record), the same in every pass."""
 
     def __init__(self, network, ink_quantiles=None, compiled=True, weak_network=None):
-        import tensorflow as tf
-
         self.network, self.weak_network = network, weak_network
         self.self_conditioned = is_self_conditioned(network)
         self.ink_conditioned = takes_input(network, "ink")
@@ -494,11 +493,8 @@ class Sampler:
         self.ink_quantiles = ink_quantiles
         # What with_steps draws with when not told: SAMPLER_DEFAULTS, or without a weak network WITHOUT_WEAK_NETWORK's.
         self.defaults = {**SAMPLER_DEFAULTS, **({} if weak_network is not None else WITHOUT_WEAK_NETWORK)}
-        # No autograph: the step has no tensor-dependent Python control flow (`guided` and
-        # `autoguided` are Python bools), and autograph would re-read this file's source when it
-        # traces, so a long run broke when the file was edited under it (session 19).
-        self._step = (tf.function(self._denoise_step, reduce_retracing=True, autograph=False) if compiled
-                      else self._denoise_step)
+        self.compiled = compiled
+        self._steps = {}  # (guided, autoguided) -> that variant of the step, compiled once
 
     def draw_ink(self, labels, rng):
         """Each digit's ink share, drawn from its class's quantiles (none for other networks,
@@ -510,8 +506,23 @@ class Sampler:
         return np.array([np.interp(chance, levels, self.ink_quantiles[label])
                          for chance, label in zip(chances, labels)], np.float32)
 
-    def _denoise_step(self, x, labels, inks, angle, guidance, autoguidance, guided, autoguided, coefficients,
-                      x0_prev, fresh_noise):
+    def _step(self, guided, autoguided):
+        """The step with guided and autoguided fixed: one tf.function for each variant, so a
+        sweep that moves between them does not retrace one function over and over (TensorFlow
+        warns of that as if it were a fault)."""
+        import tensorflow as tf
+
+        if (guided, autoguided) not in self._steps:
+            step = functools.partial(self._denoise_step, guided=guided, autoguided=autoguided)
+            # No autograph: the step has no tensor-dependent Python control flow, and autograph
+            # would re-read this file's source when it traces, so a long run broke when the file
+            # was edited under it (session 19).
+            self._steps[guided, autoguided] = (tf.function(step, reduce_retracing=True, autograph=False)
+                                               if self.compiled else step)
+        return self._steps[guided, autoguided]
+
+    def _denoise_step(self, x, labels, inks, angle, guidance, autoguidance, coefficients, x0_prev, fresh_noise,
+                      guided, autoguided):
         import tensorflow as tf
 
         n = tf.shape(x)[0]
@@ -588,9 +599,9 @@ class Sampler:
             for i in range(steps):
                 noise = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32)
                                     if noisy[i] else np.zeros((n, 28, 28, 1), np.float32))
-                x, x0 = self._step(x, batch_labels, inks, tf.constant(angles[i], tf.float32),
-                                   tf.constant(guidance, tf.float32), tf.constant(autoguidance, tf.float32),
-                                   guided[i], autoguided[i], tf.constant(coefficients[i]), x0, noise)
+                x, x0 = self._step(guided[i], autoguided[i])(
+                    x, batch_labels, inks, tf.constant(angles[i], tf.float32), tf.constant(guidance, tf.float32),
+                    tf.constant(autoguidance, tf.float32), tf.constant(coefficients[i]), x0, noise)
                 if keep_steps:
                     batch_estimates.append(pixels(x0))
                 if bar:
