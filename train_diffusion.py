@@ -9,8 +9,9 @@ noise and image that stays well scaled at every noise level) on a cosine schedul
 in [-1, 1]. Labels are dropped 10% of the time during training so the same network also
 learns unconditional digits, which classifier-free guidance uses at sampling time. Samples
 come from an exponential moving average (EMA) of the weights, with a deterministic sampler
-(DPM-Solver++(2M) by default, or DDIM) whose steps run as one compiled call on the whole batch,
-guided also away from a weaker network of its kind in weights/autoguide (autoguidance). It draws in bfloat16 where the CPU computes it natively, and trains in it when asked
+(DPM-Solver++(2M) by default, or DDIM) whose network passes run compiled on the whole batch,
+guided also away from a weaker network of its kind in weights/autoguide (autoguidance). It
+draws in bfloat16 where the CPU computes it natively, and trains in it when asked
 (--precision bfloat16; the weights stay float32).
 
 Generation writes generated_digits/ddim_generated_<d>.png for every digit, and with
@@ -26,7 +27,6 @@ argument errors answer at once.
 """
 
 import argparse
-import functools
 import math
 import sys
 from pathlib import Path
@@ -474,10 +474,11 @@ class Sampler:
     """DDIM or DPM-Solver++(2M) over the angle schedule, with classifier-free guidance and,
     given a weak network, autoguidance.
 
-    Each step is one compiled call: the network on conditional and unconditional copies of
-    the whole batch together (only the conditional one outside the guidance interval), the
-    weak network on the conditional copy inside the autoguidance interval, then the solver's
-    update with coefficients worked out beforehand (solver_coefficients).
+    Each step passes the whole batch through the network, conditional and unconditional
+    copies together (only the conditional one outside the guidance interval), and through the
+    weak network inside the autoguidance interval (each network one compiled graph, _pass),
+    then takes the solver's update with coefficients worked out beforehand
+    (solver_coefficients).
 
     An ink-conditioned network is told each digit's ink share, drawn from its class's
     quantiles (ink_quantiles, from the weights record), the same in every pass."""
@@ -494,7 +495,7 @@ class Sampler:
         # What with_steps draws with when not told: SAMPLER_DEFAULTS, or without a weak network WITHOUT_WEAK_NETWORK's.
         self.defaults = {**SAMPLER_DEFAULTS, **({} if weak_network is not None else WITHOUT_WEAK_NETWORK)}
         self.compiled = compiled
-        self._steps = {}  # (guided, autoguided) -> that variant of the step, compiled once
+        self._passes = {}  # id(network) -> its forward pass, compiled once for any batch size
 
     def draw_ink(self, labels, rng):
         """Each digit's ink share, drawn from its class's quantiles (none for other networks,
@@ -506,20 +507,24 @@ class Sampler:
         return np.array([np.interp(chance, levels, self.ink_quantiles[label])
                          for chance, label in zip(chances, labels)], np.float32)
 
-    def _step(self, guided, autoguided):
-        """The step with guided and autoguided fixed: one tf.function for each variant, so a
-        sweep that moves between them does not retrace one function over and over (TensorFlow
-        warns of that as if it were a fault)."""
+    def _pass(self, network):
+        """network(inputs), compiled once for any batch size. The step itself runs eagerly: its
+        arithmetic is a few element-wise operations, while tracing and optimizing a graph of
+        the whole step for each (guided, autoguided) variant cost seconds of a short command.
+        With one graph per network, whatever the variant and batch (n digits, or 2n with the
+        unconditional copies), the 1,000-digit command starts N s sooner (README)."""
         import tensorflow as tf
 
-        if (guided, autoguided) not in self._steps:
-            step = functools.partial(self._denoise_step, guided=guided, autoguided=autoguided)
-            # No autograph: the step has no tensor-dependent Python control flow, and autograph
-            # would re-read this file's source when it traces, so a long run broke when the file
-            # was edited under it (session 19).
-            self._steps[guided, autoguided] = (tf.function(step, reduce_retracing=True, autograph=False)
-                                               if self.compiled else step)
-        return self._steps[guided, autoguided]
+        if not self.compiled:
+            return lambda inputs: network(inputs, training=False)
+        if id(network) not in self._passes:
+            signature = [[tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype) for tensor in network.inputs]]
+            # No autograph: the pass has no Python control flow, and autograph would re-read this
+            # file's source when it traces, so a long run broke when the file was edited under it
+            # (session 19).
+            self._passes[id(network)] = tf.function(lambda inputs: network(inputs, training=False),
+                                                    input_signature=signature, autograph=False)
+        return self._passes[id(network)]
 
     def _denoise_step(self, x, labels, inks, angle, guidance, autoguidance, coefficients, x0_prev, fresh_noise,
                       guided, autoguided):
@@ -529,16 +534,15 @@ class Sampler:
         # The steps add up in float32, whatever the network computes in (analyze.network_in_precision).
         told = [inks] * self.ink_conditioned + [x0_prev] * self.self_conditioned  # in build_unet's order
         if guided:  # a Python bool: one traced variant each
-            both = tf.cast(self.network([tf.concat([x, x], 0), tf.fill((2 * n,), angle),
-                                         tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0),
-                                         *[tf.concat([t, t], 0) for t in told]], training=False),
-                           tf.float32)
+            both = tf.cast(self._pass(self.network)([tf.concat([x, x], 0), tf.fill((2 * n,), angle),
+                                                     tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0),
+                                                     *[tf.concat([t, t], 0) for t in told]]), tf.float32)
             v_cond, v_uncond = both[:n], both[n:]
             v = v_uncond + guidance * (v_cond - v_uncond)
         else:
-            v_cond = v = tf.cast(self.network([x, tf.fill((n,), angle), labels, *told], training=False), tf.float32)
+            v_cond = v = tf.cast(self._pass(self.network)([x, tf.fill((n,), angle), labels, *told]), tf.float32)
         if autoguided:  # v_cond + (w - 1)(v_cond - v_weak), on top of any classifier-free guidance
-            v_weak = tf.cast(self.weak_network([x, tf.fill((n,), angle), labels, *told], training=False), tf.float32)
+            v_weak = tf.cast(self._pass(self.weak_network)([x, tf.fill((n,), angle), labels, *told]), tf.float32)
             v = v + (autoguidance - 1.0) * (v_cond - v_weak)
         x0 = tf.clip_by_value(tf.cos(angle) * x - tf.sin(angle) * v, -1.0, 1.0)  # data lives in [-1, 1]
         a, b, c1, c2, sigma = tf.unstack(coefficients)
@@ -599,9 +603,10 @@ class Sampler:
             for i in range(steps):
                 noise = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32)
                                     if noisy[i] else np.zeros((n, 28, 28, 1), np.float32))
-                x, x0 = self._step(guided[i], autoguided[i])(
+                x, x0 = self._denoise_step(
                     x, batch_labels, inks, tf.constant(angles[i], tf.float32), tf.constant(guidance, tf.float32),
-                    tf.constant(autoguidance, tf.float32), tf.constant(coefficients[i]), x0, noise)
+                    tf.constant(autoguidance, tf.float32), tf.constant(coefficients[i]), x0, noise,
+                    guided[i], autoguided[i])
                 if keep_steps:
                     batch_estimates.append(pixels(x0))
                 if bar:
@@ -880,9 +885,8 @@ def main(argv=None):
         if args.autoguidance is None and AUTOGUIDANCE != 1 and not has_weak_network(args.weights_dir):
             print(f"no weak network in {analyze.display_path(Path(args.weights_dir) / WEAK_DIR)}: drawing with "
                   "classifier-free guidance alone (README, \"Autoguidance\")")
-        if uses_weak_network(args.weights_dir, args.autoguidance):  # one that cannot guide this run is said before training
+        if uses_weak_network(args.weights_dir, args.autoguidance):
             weak_network = load_weak_network(args.weights_dir)
-            check_weak_network(weak_network, build_unet(**run.config))
         analyze.set_seed(args.seed)
         if run.mode == 2:
             network = load_ema_network(run)
@@ -890,8 +894,11 @@ def main(argv=None):
             precision = training_precision(args.precision)
             model = (load_diffusion(run, precision) if run.sources
                      else make_diffusion(run.config, precision=precision, loss_weighting=loss_weighting))
-            train(args, model, run, precision, loss_weighting)
             network = model.ema_network
+        if weak_network is not None:  # one that cannot guide this run is said before training
+            check_weak_network(weak_network, network)
+        if run.mode != 2:
+            train(args, model, run, precision, loss_weighting)
 
         sampler = run_sampler(network, run, args.precision, weak_network)
         settings = {**sampler_settings(args), **({"steps": 2} if args.dry_run else {})}

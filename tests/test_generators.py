@@ -90,6 +90,9 @@ def test_network_flags_build_a_new_run_and_cannot_change_a_trained_one(tmp_path,
     copy_weights(diffusion_run, tmp_path / train_diffusion.WEAK_DIR, train_diffusion.WEIGHT_FILES)
     assert_clean_failure(run_script(*diffusion_args(tmp_path, "--mode", "2", "--autoguidance", "2")),
                          "autoguidance needs the same inputs")
+    refused = run_script(*diffusion_args(tmp_path, "--mode", "1", "--dry-run", "--csv", tiny_csv, "--autoguidance", "2"))
+    assert_clean_failure(refused, "autoguidance needs the same inputs")
+    assert "Epoch" not in refused.stdout  # before training, not after it
     # A missing or damaged list of inks is one line, before anything loads or trains.
     record = analyze.read_record(tmp_path / train_diffusion.WEIGHT_FILES[0])
     for damaged in (None, [[0.1, float("inf")]] * 10):
