@@ -478,6 +478,16 @@ def test_native_bfloat16_reads_the_cpu_flags(tmp_path):
     assert not analyze.native_bfloat16(tmp_path / "no-such-file")  # not Linux: float32
 
 
+def test_cpu_summary_tells_apart_machines_of_one_model_name(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 26\nmodel name\t: AMD EPYC\nflags\t\t: avx2 avx512_bf16\n"
+                       "processor\t: 1\ncpu family\t: 26\nmodel name\t: AMD EPYC\n")
+    assert "(AMD EPYC, family 26, bfloat16 in hardware)" in analyze.cpu_summary(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 25\nmodel name\t: AMD EPYC\nflags\t\t: avx2\n")
+    assert "(AMD EPYC, family 25, no bfloat16 in hardware)" in analyze.cpu_summary(cpuinfo)
+    assert "no bfloat16 in hardware" in analyze.cpu_summary(tmp_path / "no-such-file")  # not Linux
+
+
 def test_auto_precision_follows_the_cpu(monkeypatch):
     network = object()
     monkeypatch.setattr(analyze, "native_bfloat16", lambda: False)
