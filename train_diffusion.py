@@ -508,11 +508,14 @@ class Sampler:
                          for chance, label in zip(chances, labels)], np.float32)
 
     def _pass(self, network):
-        """network(inputs), compiled once for any batch size. The step itself runs eagerly: its
-        arithmetic is a few element-wise operations, while tracing and optimizing a graph of
-        the whole step for each (guided, autoguided) variant cost seconds of a short command.
-        With one graph per network, whatever the variant and batch (n digits, or 2n with the
-        unconditional copies), the 1,000-digit command starts N s sooner (README)."""
+        """network(inputs), compiled once for any batch size (n digits, or 2n with the
+        unconditional copies). The step itself runs eagerly: its arithmetic is a few
+        element-wise operations, while optimizing a graph of the whole step for each (guided,
+        autoguided) variant, five copies of the U-Net in all, cost seconds of every command's
+        start-up (benchmarks/README, "Start-up": the first draw ~3 s sooner on EPYC-AVX2, the
+        web page's server ~11 s). Both networks in one compiled call drew 16 digits ~10% faster
+        but gave back most of that start-up: a graph holding both took longer to prepare than
+        the two alone."""
         import tensorflow as tf
 
         if not self.compiled:
