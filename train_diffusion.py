@@ -476,8 +476,8 @@ class Sampler:
 
     Each step passes the whole batch through the network, conditional and unconditional
     copies together (only the conditional one outside the guidance interval), and through the
-    weak network inside the autoguidance interval (each network one compiled graph, _pass),
-    then takes the solver's update with coefficients worked out beforehand
+    weak network inside the autoguidance interval (each network one compiled graph,
+    _forward_pass), then takes the solver's update with coefficients worked out beforehand
     (solver_coefficients).
 
     An ink-conditioned network is told each digit's ink share, drawn from its class's
@@ -494,8 +494,8 @@ class Sampler:
         self.ink_quantiles = ink_quantiles
         # What with_steps draws with when not told: SAMPLER_DEFAULTS, or without a weak network WITHOUT_WEAK_NETWORK's.
         self.defaults = {**SAMPLER_DEFAULTS, **({} if weak_network is not None else WITHOUT_WEAK_NETWORK)}
-        self.compiled = compiled
-        self._passes = {}  # id(network) -> its forward pass, compiled once for any batch size
+        self._network_pass = self._forward_pass(network, compiled)
+        self._weak_pass = None if weak_network is None else self._forward_pass(weak_network, compiled)
 
     def draw_ink(self, labels, rng):
         """Each digit's ink share, drawn from its class's quantiles (none for other networks,
@@ -507,9 +507,10 @@ class Sampler:
         return np.array([np.interp(chance, levels, self.ink_quantiles[label])
                          for chance, label in zip(chances, labels)], np.float32)
 
-    def _pass(self, network):
-        """network(inputs), compiled once for any batch size (n digits, or 2n with the
-        unconditional copies). The step itself runs eagerly: its arithmetic is a few
+    @staticmethod
+    def _forward_pass(network, compiled):
+        """network(inputs), compiled (on its first call) once for any batch size: n digits, or 2n
+        with the unconditional copies. The step itself runs eagerly: its arithmetic is a few
         element-wise operations, while optimizing a graph of the whole step for each (guided,
         autoguided) variant, five copies of the U-Net in all, cost seconds of every command's
         start-up (benchmarks/README, "Start-up": the first draw ~3 s sooner on EPYC-AVX2, the
@@ -518,16 +519,16 @@ class Sampler:
         the two alone."""
         import tensorflow as tf
 
-        if not self.compiled:
-            return lambda inputs: network(inputs, training=False)
-        if id(network) not in self._passes:
-            signature = [[tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype) for tensor in network.inputs]]
-            # No autograph: the pass has no Python control flow, and autograph would re-read this
-            # file's source when it traces, so a long run broke when the file was edited under it
-            # (session 19).
-            self._passes[id(network)] = tf.function(lambda inputs: network(inputs, training=False),
-                                                    input_signature=signature, autograph=False)
-        return self._passes[id(network)]
+        def forward(inputs):
+            return network(inputs, training=False)
+
+        if not compiled:
+            return forward
+        signature = [[tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype) for tensor in network.inputs]]
+        # No autograph: the pass has no Python control flow, and autograph would re-read this
+        # file's source when it traces, so a long run broke when the file was edited under it
+        # (session 19).
+        return tf.function(forward, input_signature=signature, autograph=False)
 
     def _denoise_step(self, x, labels, inks, angle, guidance, autoguidance, coefficients, x0_prev, fresh_noise,
                       guided, autoguided):
@@ -536,16 +537,16 @@ class Sampler:
         n = tf.shape(x)[0]
         # The steps add up in float32, whatever the network computes in (analyze.network_in_precision).
         told = [inks] * self.ink_conditioned + [x0_prev] * self.self_conditioned  # in build_unet's order
-        if guided:  # a Python bool: one traced variant each
-            both = tf.cast(self._pass(self.network)([tf.concat([x, x], 0), tf.fill((2 * n,), angle),
-                                                     tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0),
-                                                     *[tf.concat([t, t], 0) for t in told]]), tf.float32)
+        if guided:  # the conditional and unconditional copies in one batch
+            both = tf.cast(self._network_pass([tf.concat([x, x], 0), tf.fill((2 * n,), angle),
+                                               tf.concat([labels, tf.fill((n,), NULL_LABEL)], 0),
+                                               *[tf.concat([t, t], 0) for t in told]]), tf.float32)
             v_cond, v_uncond = both[:n], both[n:]
             v = v_uncond + guidance * (v_cond - v_uncond)
         else:
-            v_cond = v = tf.cast(self._pass(self.network)([x, tf.fill((n,), angle), labels, *told]), tf.float32)
+            v_cond = v = tf.cast(self._network_pass([x, tf.fill((n,), angle), labels, *told]), tf.float32)
         if autoguided:  # v_cond + (w - 1)(v_cond - v_weak), on top of any classifier-free guidance
-            v_weak = tf.cast(self._pass(self.weak_network)([x, tf.fill((n,), angle), labels, *told]), tf.float32)
+            v_weak = tf.cast(self._weak_pass([x, tf.fill((n,), angle), labels, *told]), tf.float32)
             v = v + (autoguidance - 1.0) * (v_cond - v_weak)
         x0 = tf.clip_by_value(tf.cos(angle) * x - tf.sin(angle) * v, -1.0, 1.0)  # data lives in [-1, 1]
         a, b, c1, c2, sigma = tf.unstack(coefficients)

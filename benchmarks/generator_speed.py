@@ -56,10 +56,11 @@ def time_command(model, per_digit, weights_dir, precision, figures_dir):
     return whole, float(found.group(2))
 
 
-def time_model(model, args, repeats, figures_dir):
-    """Run one command `repeats` times, printing a row each; the verdict line."""
+def time_model(model, args, figures_dir):
+    """Run one command --repeats times (--quick: once, on 1 digit of each class), printing a
+    row each; the verdict line."""
     spec = COMMANDS[model]
-    per_digit = 1 if args.quick else spec["per_digit"]
+    per_digit, repeats = (1, 1) if args.quick else (spec["per_digit"], args.repeats)
     runs = []
     for run in range(1, repeats + 1):
         whole, generation = time_command(model, per_digit, args.weights_dir, args.precision, figures_dir)
@@ -89,7 +90,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    repeats = 1 if args.quick else args.repeats
     print(f"machine: {analyze.cpu_summary()}; precision {args.precision}")
     print("| command | run | whole command (s) | generation (s) |")
     print("|---|---|---|---|")
@@ -97,7 +97,7 @@ def main(argv=None):
     try:
         with tempfile.TemporaryDirectory() as figures_dir:
             for model in args.models:
-                verdicts.append(time_model(model, args, repeats, figures_dir))
+                verdicts.append(time_model(model, args, figures_dir))
     except analyze.DataError as exc:
         analyze.fail(exc)
     except KeyboardInterrupt:

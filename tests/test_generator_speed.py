@@ -3,7 +3,7 @@
 from conftest import ROOT, assert_clean_failure, run_script
 
 
-def test_quick_run_times_the_gan_command_and_leaves_the_pictures_alone(tmp_path):
+def test_quick_run_times_the_gan_command_and_leaves_the_pictures_alone():
     picture = ROOT / "generated_digits" / "gan_generated_0.png"
     before = picture.stat().st_mtime_ns
     result = run_script("benchmarks/generator_speed.py", "--quick", "--models", "GAN")
