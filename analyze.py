@@ -882,7 +882,7 @@ def fast_bfloat16():
 @functools.cache  # once a process: a sampler or trainer asks on every load
 def warn_emulated_bfloat16():
     # Asked for by name, bfloat16 runs even where it is emulated, and slower than float32
-    # (README, "Precision": a diffusion pass took 2.5-2.7x as long on an Intel Xeon without it).
+    # (benchmarks/README, "Precision": a diffusion pass took 2.5-2.7x as long on an Intel Xeon without it).
     print("note: bfloat16 is emulated here (no AVX512-BF16 or AMX found, or oneDNN off), so "
           "--precision bfloat16 runs slower than float32", file=sys.stderr)
 

@@ -45,7 +45,7 @@ WEIGHT_FILES = ("diffusion_model.weights.h5", "diffusion_ema.weights.h5")  # che
 MAKE_COMMAND = "python train_diffusion.py --mode 0"
 BUILDER = "train_diffusion.build_unet"
 CONDITIONINGS = ("shift", "scale_shift")  # how noise level and digit enter the blocks (build_unet)
-# Scale-shift beat shift at 15 and at 60 epochs (README, "A stronger network"): the shipped
+# Scale-shift beat shift at 15 and at 60 epochs (benchmarks/README, "A stronger network"): the shipped
 # weights are this network; older records without these keys rebuild through LEGACY_CONFIG.
 MODEL_CONFIG = {"widths": [64, 128], "embedding_dim": 128, "patch": 2, "conditioning": "scale_shift",
                 "self_condition": False, "attention": False, "blocks": 1, "ink": False}
@@ -573,7 +573,7 @@ class Sampler:
         (eta) is likewise added only at steps whose tan(angle) lies in eta_interval (None: at every step), and drawn only for those, so
         an interval no step falls in draws eta 0's digits. Pixels at or below paper_level
         become 0: the network's estimate of blank paper is a mean over what could be there,
-        a few grey levels above 0, where MNIST's paper is exactly 0 (README: with and without)."""
+        a few grey levels above 0, where MNIST's paper is exactly 0 (README, "The paper")."""
         import keras
         import tensorflow as tf
 

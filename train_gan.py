@@ -19,7 +19,7 @@ How D is told the digit ("conditioning" in the weights record):
 - "acgan" (shipped until 2026-11-30; Odena et al. 2017): D has two heads, "is this real?" and
   "which digit is this?" (learned from real digits only, so fakes cannot teach it to accept
   them), and G is rewarded for both. The second reward pulls G towards the most recognizable
-  version of each digit, at the cost of variety (README: issue 9).
+  version of each digit, at the cost of variety (benchmarks/README, "The discriminator").
 "class_weight" is how much G is rewarded by D's digit head ("which digit is this?", learned
 from real digits only): 1 in the AC-GAN; with projection, 0 means no head, and the shipped
 weights and new runs use 0.2, a light pull that fixes the ~1% of a projection GAN's digits

@@ -4,7 +4,7 @@
     python benchmarks/xla_training_step.py --models GAN --steps 10
 
 Keras turns XLA off on machines without a GPU, and the generator scripts keep that default
-(README gives this benchmark's figures). For each model this builds the trainer its script
+(benchmarks/README, "XLA", gives its figures). For each model this builds the trainer its script
 builds (fresh weights), compiles it without and then with XLA, runs a few warm-up batches (tracing and compiling are not
 training), and times --steps batches of 128 random digits. Time it on a quiet machine.
 """
