@@ -1,12 +1,13 @@
 """Shared helpers for the mnist_models scripts, and a report on every trained model.
 
-The scripts import this module for what they share, in this order: data (loading and
-validating digit CSVs, with a fast cache; the stratified split), saving (one atomic write
+The scripts import this module for what they share, in this order: errors (bad input is
+one line and a non-zero exit), data (loading and validating digit CSVs, with a fast cache;
+the stratified split), saving (one atomic write
 for every file; weights records), pixels (the conversions between uint8 digits and model
 inputs), plots (headless), training runs (start-or-resume with the dry-run rule, the
 resumable fit loop), generators (the contract both generator scripts keep, and drawing),
 and metrics (accuracy, "MNIST-FID" and within-digit variety, in the shipped classifier's
-feature space).
+feature space); last, the report that running it prints.
 
 Run it to print a report of every trained model found in weights/ and save its figures,
 or to serve the web page (web/) where you draw digits and watch them drawn:
@@ -931,7 +932,8 @@ def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_
                                      formatter_class=HelpFormatter)
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--mode", type=int, choices=(0, 1, 2),
-                       help="0 = train from scratch, 1 = continue training, 2 = generate only")
+                       help="0 = train from scratch, 1 = continue training, 2 = generate only"
+                            + (" (default: ask at a prompt)" if default_mode is None else ""))
     modes.add_argument("--from-scratch", dest="mode", action="store_const", const=0, help="same as --mode 0")
     modes.add_argument("--generate", dest="mode", action="store_const", const=2, help="same as --mode 2")
     parser.add_argument("--digit", type=int, help="generate only this digit (default: all ten)")
@@ -1166,8 +1168,9 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
     for module in generators:
         name, weights = module.MODEL_NAME, WEIGHTS_DIR / module.WEIGHT_FILES[0]
         draw = module.load_sampler(precision=precision)
-        # Warm-up: graph tracing is not generation speed. Two batch sizes, because a compiled
-        # sampler traces once for the first size and once more for any batch size after it.
+        # Warm-up: graph tracing is not generation speed. Two batch sizes, because the GAN's
+        # sampler (reduce_retracing) traces once for the first size and once more, for any
+        # size, at the second; the diffusion sampler's networks trace once for any size.
         for per_digit in (1, 2):
             draw(requested_labels(None, per_digit), seed)
         labels = requested_labels(None, samples_per_digit)

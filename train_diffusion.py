@@ -20,7 +20,7 @@ weights/diffusion_model.weights.h5 holds network, EMA and optimizer state, and
 diffusion_ema.weights.h5 the EMA network alone, which is all generation needs (a quarter of
 the bytes and no optimizer to build). Both are written atomically after every
 epoch, so Ctrl-C loses at most the epoch in progress. It takes the
-same flags as train_gan.py and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
+generator flags train_gan.py takes (plus its sampler's and network options) and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
 
 TensorFlow and Keras are imported inside the functions that need them, so that --help and
 argument errors answer at once.
@@ -37,7 +37,6 @@ import analyze
 from analyze import DataError
 
 # -- data ---------------------------------------------------------------------------------
-TRAIN_CSV = analyze.TRAIN_CSV
 
 # -- model (the generator contract: analyze.GENERATOR_SCRIPTS) -----------------------------
 MODEL_NAME = "diffusion"
@@ -835,7 +834,7 @@ def sampler_settings(args):
 
 def parse_args(argv=None):
     parser = analyze.generator_parser(
-        "Train the conditional DDIM digit model and/or draw digits.", default_mode=None,  # None: ask
+        "Train the class-conditional diffusion model and/or draw digits with it.", default_mode=None,  # None: ask
         num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
         figures="ddim_generated_<d>.png and diffusion_progress.png",
         dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and sample with 2 steps; it never writes into weights/ nor over weights a real run made")

@@ -30,8 +30,8 @@ under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png fr
 noise, and atomically saves weights/gan_generator.weights.h5 and
 gan_discriminator.weights.h5, each with its optimizer state, and gan_generator_ema.weights.h5,
 the moving average of the generator's weights, which draws the digits (weights trained before
-the average existed draw with the generator). It takes the same flags as train_diffusion.py
-and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
+the average existed draw with the generator). It takes the generator flags train_diffusion.py
+takes (analyze.generator_parser) and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
 
 TensorFlow and Keras are imported inside the functions that need them, so that --help and
 argument errors answer at once.
@@ -44,7 +44,6 @@ import numpy as np
 import analyze
 
 # -- data ---------------------------------------------------------------------------------
-TRAIN_CSV = analyze.TRAIN_CSV
 
 # -- model (the generator contract: analyze.GENERATOR_SCRIPTS) -----------------------------
 MODEL_NAME = "GAN"

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import analyze  # noqa: E402
-import train_classifier  # noqa: E402  (before Keras: it chooses TensorFlow's CPU kernels)
+import analyze  # noqa: E402  (before Keras: it chooses TensorFlow's CPU kernels)
+import train_classifier  # noqa: E402
 
 THRESHOLDS = (0.990, 0.992, 0.995)
 KERAS_IO = {"epochs": 15, "batch_size": 128}

@@ -42,7 +42,7 @@ def interval_argument(text):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Sweep the diffusion sampler's guidance and steps.",
+    parser = argparse.ArgumentParser(description="Sweep the diffusion sampler's settings and score each.",
                                      allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     # Each flag takes several values to sweep; its default is the sampler's own, so a bare run
     # measures the shipped settings (guidance and autoguidance: the loaded sampler's, which

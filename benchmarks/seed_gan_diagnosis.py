@@ -109,7 +109,7 @@ def run(variant, real_images, steps, every, metrics):
     import tensorflow as tf
 
     generator, d_step, g_step = make_steps(variant)
-    ds = iter(tf.data.Dataset.from_tensor_slices(real_images).shuffle(60000, seed=0).repeat()
+    ds = iter(tf.data.Dataset.from_tensor_slices(real_images).shuffle(len(real_images), seed=0).repeat()
               .batch(BATCH_SIZE).map(analyze.to_signed_unit))
     print(f"\n== {variant}")
     print(f"{'step':>6} {'D loss':>7} {'G loss':>7} {'D acc real':>10} {'D acc fake':>10} "
@@ -139,7 +139,8 @@ def main():
                                      allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     parser.add_argument("--steps", type=int, default=600, help="D steps per variant (each with 2 G steps)")
     parser.add_argument("--every", type=int, default=100, help="print averages every this many steps")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                        help="which set-ups to train and compare, each for --steps")
     parser.add_argument("--seed", type=analyze.seed_argument, default=0, help="random seed")
     parser.add_argument("--figures-dir", type=Path, default=analyze.FIGURES_DIR,
                         help="where the samples figure (seed_gan_diagnosis.png) goes")
