@@ -834,10 +834,11 @@ tests/test_generators.py checks both scripts keep:
     load_sampler(weights_dir=WEIGHTS_DIR, precision="auto") -> sampler, or DataError (one
                     line, naming MAKE_COMMAND) when the weights are missing or do not fit;
                     precision as in resolve_precision. Then:
-        sampler(labels, seed) -> uint8 digits N x 28 x 28 (0 = background): the script's
-                    default settings, so the same labels and seed draw the same digits as
-                    its command line (--digit D --num-per-digit N --seed S; in bfloat16 a
-                    few pixels may come out a grey level apart)
+        sampler(labels, seed, progress=False) -> uint8 digits N x 28 x 28 (0 = background):
+                    the script's default settings, so the same labels and seed draw the same
+                    digits as its command line (--digit D --num-per-digit N --seed S; in
+                    bfloat16 a few pixels may come out a grey level apart); progress=True
+                    shows a progress bar where drawing takes long
         sampler.with_steps(labels, seed) -> (digits, steps): the same digits, and uint8
                     S x N x 28 x 28 pictures of how they came about (for the diffusion
                     model, its estimate of the clean digit after each of its S steps; a GAN
@@ -1174,9 +1175,9 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
         for per_digit in (1, 2):
             draw(requested_labels(None, per_digit), seed)
         labels = requested_labels(None, samples_per_digit)
-        print(f"{name}: drawing {len(labels):,} digits ...", flush=True)  # the diffusion model takes a while
+        print(f"{name}: drawing {len(labels):,} digits ...", flush=True)
         start = time.perf_counter()
-        images = draw(labels, seed)
+        images = draw(labels, seed, progress=True)
         seconds = time.perf_counter() - start
         score = metrics.score(images, labels)
         record = read_record(weights) or {}

@@ -234,8 +234,9 @@ class Sampler:
         # A bfloat16 copy (analyze.network_in_precision) answers in bfloat16; pixels need float32.
         return tf.cast(self.network([noise, labels], training=False), tf.float32)
 
-    def __call__(self, labels, seed=SEED, noise=None):
-        """uint8 digits (0 = background) for the requested labels; one call per 2,000."""
+    def __call__(self, labels, seed=SEED, noise=None, progress=False):
+        """uint8 digits (0 = background) for the requested labels; one call per 2,000.
+        `progress` is the contract's; thousands of digits a second need no progress bar."""
         if noise is None:
             noise = np.random.default_rng(seed).standard_normal((len(labels), self.noise_dim), dtype=np.float32)
         labels = np.asarray(labels, np.int32)

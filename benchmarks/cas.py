@@ -132,7 +132,7 @@ def main():
         for module, sampler in zip(generators, samplers):
             labels = analyze.requested_labels(None, args.per_digit)
             start = time.perf_counter()
-            images = sampler(labels, args.seed, **(diffusion_settings if module.MODEL_NAME == "diffusion" else {}))
+            images = sampler(labels, args.seed, progress=True, **(diffusion_settings if module.MODEL_NAME == "diffusion" else {}))
             print(f"{module.MODEL_NAME}: drew {len(images):,} digits in {time.perf_counter() - start:.0f} s")
             rows.append((module.MODEL_NAME, module,
                          train_and_test(images, labels, test_images, test_labels, args.epochs, args.augment,

@@ -113,7 +113,7 @@ def main():
         start = time.perf_counter()
         images = sampler(labels, args.seed, steps=steps, solver=solver, spacing=spacing, guidance=guidance,
                          guidance_interval=(low, high), autoguidance=autoguidance, autoguidance_interval=ag_interval,
-                         eta=eta, eta_interval=eta_interval, paper_level=0)
+                         eta=eta, eta_interval=eta_interval, paper_level=0, progress=True)
         speed = len(images) / (time.perf_counter() - start)
         noise_band = "every step" if eta_interval is None else "({:g}, {:g}]".format(*eta_interval)
         ag_band = "({:g}, {:g}]".format(*ag_interval) if autoguidance != 1 else "-"

@@ -79,7 +79,7 @@ def main():
             autoguidance = {"autoguidance": settings["autoguidance"]} if module.MODEL_NAME == "diffusion" else {}
             sampler = module.load_sampler(args.weights_dir, args.precision, **autoguidance)
             drawn_labels = analyze.requested_labels(None, args.per_digit)
-            drawn = sampler(drawn_labels, args.seed, **(settings if module.MODEL_NAME == "diffusion" else {}))
+            drawn = sampler(drawn_labels, args.seed, progress=True, **(settings if module.MODEL_NAME == "diffusion" else {}))
             rows, overall = ink_table(real_ink, labels, np.asarray(train_diffusion.ink_share(drawn)),
                                       drawn_labels)
             print_table(f"{module.MODEL_NAME} ({analyze.display_path(args.weights_dir)}, "

@@ -43,7 +43,7 @@ def test_saved_metrics_keep_what_other_commands_stored(tmp_path, monkeypatch):
     analyze.write_json_atomic({"training": {"epochs": 3}, "metrics": {"fid": 9.0, "cas": {"accuracy": 0.98}}},
                               tmp_path / "g.json")
     def load_sampler(precision):
-        return lambda labels, seed: np.zeros((len(labels), 28, 28), np.uint8)
+        return lambda labels, seed, progress=False: np.zeros((len(labels), 28, 28), np.uint8)
 
     stand_in = SimpleNamespace(MODEL_NAME="stand-in", WEIGHT_FILES=["g.weights.h5"], load_sampler=load_sampler,
                                SAMPLER_DEFAULTS={"steps": 3})  # the settings the figures were drawn with
