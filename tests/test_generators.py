@@ -436,6 +436,7 @@ def test_generator_scripts_keep_the_contract(module, diffusion_run, gan_run):
     digits = sampler(labels, 11)
     assert digits.shape == (3, 28, 28) and digits.dtype == np.uint8
     np.testing.assert_array_equal(digits, sampler(labels, 11))
+    np.testing.assert_array_equal(digits, sampler(labels, 11, progress=True))  # a bar changes no digit
     same, steps = sampler.with_steps(labels, 11)
     np.testing.assert_array_equal(same, digits)
     assert steps.dtype == np.uint8 and steps.shape[1:] == (3, 28, 28) and len(steps) >= 1
