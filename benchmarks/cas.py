@@ -40,7 +40,7 @@ def train_and_test(images, labels, test_images, test_labels, epochs, augment, se
 
     import train_classifier
 
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)  # every training set starts from the same seed (main printed it)
     model = train_classifier.build_classifier("cnn")
     batches = train_classifier.make_dataset(images, labels, BATCH_SIZE, True, augment, seed)
     train_classifier.compile_classifier(model, "cnn", len(batches) * epochs)

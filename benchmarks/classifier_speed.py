@@ -84,7 +84,7 @@ def run_recipe(name, data, epochs, work_dir, seed):
     import keras
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = data
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)  # each recipe starts from the same seed, whatever ran before it
     if name == "ours":
         batch_size, arch = train_classifier.BATCH_SIZE, "cnn"
         model = train_classifier.build_classifier(arch)
@@ -180,7 +180,7 @@ def main(argv=None):
             test_images, test_labels = test_images[:QUICK["test_digits"]], test_labels[:QUICK["test_digits"]]
         data = (train, val, (test_images, test_labels))
         print(f"{len(train[1]):,} training / {len(val[1]):,} validation / {len(test_labels):,} test digits; "
-              f"{analyze.hardware_summary()}")
+              f"{analyze.hardware_summary()}; seed {args.seed}, for each recipe")
         epochs = {"ours": train_classifier.EPOCHS["cnn"], "keras.io": KERAS_IO["epochs"]}
         results = {}
         with tempfile.TemporaryDirectory(prefix="classifier-speed-") as work_dir:
