@@ -104,7 +104,7 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def _write_csv(path, images, labels):
+def write_csv(path, images, labels):
     """Write digits in the Kaggle layout; a lookup table makes 47M numbers cheap to format."""
     as_text = np.array([str(v) for v in range(256)], dtype=object)
     header = "label," + ",".join(f"pixel{i}" for i in range(NUM_PIXELS))
@@ -138,14 +138,15 @@ def ensure_dataset():
             images, labels = bundle[parts[path][0]], bundle[parts[path][1]]
             print(f"writing {path.relative_to(ROOT)} ({len(images):,} digits) from the bundled "
                   "MNIST copy (first run only)")
-            _write_csv(path, images, labels)
+            write_csv(path, images, labels)
             _save_cache(path, images, labels)  # we know exactly what we wrote: skip the parse
 
 
 UNLABELED = np.zeros((0,), np.uint8)  # how the cache stores "this CSV has no label column"
 
 
-def _cache_path(csv_path):
+def cache_path(csv_path):
+    """Where the parsed copy of a digit CSV is cached (one per CSV path)."""
     key = hashlib.sha1(str(Path(csv_path).resolve()).encode()).hexdigest()[:12]
     return CACHE_DIR / f"{Path(csv_path).stem}-{key}.npz"
 
@@ -157,7 +158,7 @@ def _csv_fingerprint(csv_path):
 
 def _save_cache(csv_path, images, labels):
     try:
-        with atomic_path(_cache_path(csv_path)) as tmp:
+        with atomic_path(cache_path(csv_path)) as tmp:
             np.savez_compressed(tmp, images=images, labels=UNLABELED if labels is None else labels,
                                 fingerprint=_csv_fingerprint(csv_path))
     except DataError:
@@ -165,7 +166,7 @@ def _save_cache(csv_path, images, labels):
 
 
 def _load_cache(csv_path):
-    target = _cache_path(csv_path)
+    target = cache_path(csv_path)
     if not target.exists():
         return None
     try:
@@ -489,7 +490,8 @@ def from_signed_unit(pixels):
 # Headless plotting
 # =========================================================================================
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot, headless (Agg): every figure is saved to a file, never shown."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -498,10 +500,10 @@ def _pyplot():
     return plt
 
 
-def _save_figure(fig, path):
+def save_figure(fig, path):
     """Save and announce a figure. A figure is never the job itself, so one that cannot be
     written (a read-only folder, a full disk) is a warning, and the result is None."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
@@ -531,7 +533,7 @@ def digit_mosaic(images, columns, gap=6):
 
 def save_image_grid(images, path, titles=None, columns=10, title=None, cell_inches=0.9):
     """Save digits (N x 28 x 28, 0 = background) as a grid of black-on-white pictures."""
-    plt = _pyplot()
+    plt = pyplot()
     images = np.asarray(images)
     rows = max(1, int(np.ceil(len(images) / columns)))
     figsize = (columns * cell_inches, rows * cell_inches + (0.4 if title else 0))
@@ -552,12 +554,12 @@ def save_image_grid(images, path, titles=None, columns=10, title=None, cell_inch
                 ax.set_title(titles[i], fontsize=7)
         if title:
             fig.suptitle(title, fontsize=10)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def save_training_curves(history, path, title="training"):
     """Plot every metric in a Keras-style history dict, pairing train and val_ curves."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes.flat, names):
@@ -570,23 +572,23 @@ def save_training_curves(history, path, title="training"):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def save_confusion_matrix(labels, predictions, path, title="confusion matrix"):
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     ConfusionMatrixDisplay.from_predictions(labels, predictions, ax=ax, cmap="Blues",
                                             colorbar=False, labels=list(range(NUM_CLASSES)))
     ax.set_title(title)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def save_sample_rows(rows, path, row_names, title=None, column_titles=tuple(map(str, range(NUM_CLASSES)))):
     """One row per model, one column per digit: the side-by-side comparison figure."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(rows), NUM_CLASSES, figsize=(NUM_CLASSES * 0.9, len(rows) * 1.0),
                              squeeze=False)
     for r, (images, name) in enumerate(zip(rows, row_names)):
@@ -601,7 +603,7 @@ def save_sample_rows(rows, path, row_names, title=None, column_titles=tuple(map(
                 ax.set_title(column_titles[d], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10, y=1.06)  # above the digit labels
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 # =========================================================================================

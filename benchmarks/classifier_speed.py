@@ -140,7 +140,7 @@ def summarize(results):
 
 
 def save_curves(results, path, title):
-    plt = analyze._pyplot()
+    plt = analyze.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for name, points in results.items():
         seconds, accs = zip(*points)
@@ -154,7 +154,7 @@ def save_curves(results, path, title):
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    return analyze._save_figure(fig, path)
+    return analyze.save_figure(fig, path)
 
 
 def main(argv=None):

@@ -32,7 +32,7 @@ def main():
     try:
         if args.csv == analyze.TRAIN_CSV:
             analyze.ensure_dataset()
-        analyze._cache_path(args.csv).unlink(missing_ok=True)
+        analyze.cache_path(args.csv).unlink(missing_ok=True)
         parse_seconds, n = timed_load(args.csv)
         cached = [timed_load(args.csv)[0] for _ in range(args.repeats)]
     except analyze.DataError as exc:

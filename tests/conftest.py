@@ -23,7 +23,7 @@ def mnist():
 
 def write_csv(path, images, labels):
     """Write a CSV in the Train.csv layout (the project's own writer, also under test)."""
-    analyze._write_csv(Path(path), np.asarray(images, np.uint8), np.asarray(labels))
+    analyze.write_csv(Path(path), np.asarray(images, np.uint8), np.asarray(labels))
     return Path(path)
 
 
