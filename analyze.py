@@ -911,12 +911,14 @@ def network_in_precision(network, precision="auto"):
     return copy
 
 
-def add_precision_flag(parser):
-    """--precision, as the generator scripts, the report and the web page all take it."""
+def add_precision_flag(parser, trains=False):
+    """--precision, as the generator scripts, the report, the web page and the benchmarks that
+    draw all take it; `trains`: the script also trains, and the help says in what."""
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="number format the networks draw in: auto = bfloat16 where the CPU computes it "
-                             "natively (AVX512-BF16 or AMX; faster), float32 elsewhere. train_diffusion.py also "
-                             "trains in it when it is given (auto trains in float32); the GAN trains in float32")
+                             "natively (AVX512-BF16 or AMX; faster), float32 elsewhere"
+                             + (". train_diffusion.py also trains in it when it is given (auto trains in "
+                                "float32); the GAN trains in float32" if trains else ""))
 
 
 def generator_modules(only_trained=False, weights_dir=WEIGHTS_DIR):
@@ -926,6 +928,23 @@ def generator_modules(only_trained=False, weights_dir=WEIGHTS_DIR):
 
     modules = [importlib.import_module(name) for name in GENERATOR_SCRIPTS]
     return [m for m in modules if not only_trained or (Path(weights_dir) / m.WEIGHT_FILES[0]).is_file()]
+
+
+def add_models_flag(parser):
+    """--models, as the benchmarks that draw from the generators take it."""
+    parser.add_argument("--models", nargs="+", choices=[m.MODEL_NAME for m in generator_modules()],
+                        help="only these generators (default: every one with weights in --weights-dir)")
+
+
+def trained_generators(weights_dir, models=None):
+    """The generator modules with weights in weights_dir, only those named in models (--models)
+    if given; DataError, naming the scripts that train them, if there are none."""
+    chosen = [m for m in generator_modules(only_trained=True, weights_dir=weights_dir)
+              if not models or m.MODEL_NAME in models]
+    if not chosen:
+        raise DataError(f"no trained generator{' of ' + ', '.join(models) if models else ''} in "
+                        f"{display_path(weights_dir)}; train one ({', '.join(s + '.py' for s in GENERATOR_SCRIPTS)})")
+    return chosen
 
 
 def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_size, seed, figures, dry_run):
@@ -954,7 +973,7 @@ def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where the weights live")
     parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR, help=f"where {figures} go")
     parser.add_argument("--dry-run", action="store_true", help=dry_run)
-    add_precision_flag(parser)
+    add_precision_flag(parser, trains=True)
     parser.set_defaults(mode=default_mode)
     return parser
 

@@ -6,7 +6,7 @@ generated digits reads real ones.
     python benchmarks/cas.py --quick             # a smoke test: 20 per digit, 1 epoch
     python benchmarks/cas.py --models diffusion --weights-dir weights/in_progress   # a run in progress
     python benchmarks/cas.py --models diffusion --guidance 1.5 --guidance-interval 0.9 5
-    python benchmarks/cas.py --models diffusion --steps 30 --eta 1 --guidance 1   # DPM-Solver++(2M) SDE
+    python benchmarks/cas.py --models diffusion --steps 30 --eta 1 --guidance 1 --autoguidance 1   # DPM-Solver++(2M) SDE, unguided
 
 For each generator in --weights-dir (default weights/) it draws --per-digit digits of each
 class (seed --seed), trains the project's CNN (train_classifier.build_classifier, its optimizer
@@ -77,7 +77,7 @@ def print_and_save(rows, args, changed, num_test):
             record.setdefault("metrics", {})["cas"] = {
                 "accuracy": round(acc, 5), "real_reference": round(reference, 5), "per_digit": args.per_digit,
                 "epochs": args.epochs, "augment": args.augment, "seed": args.seed,
-                **analyze.how_measured(module, draw=sampler)}
+                **analyze.how_measured(module, args.precision, draw=sampler)}
             analyze.write_json_atomic(record, analyze.record_path(weights))
             print(f"saved {name}'s score in {analyze.display_path(analyze.record_path(weights))}")
 
@@ -89,7 +89,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="CNN training epochs, every set alike")
     parser.add_argument("--augment", action="store_true",
                         help="train with the classifier's augmentation (off: the digits alone are judged)")
-    parser.add_argument("--models", nargs="+", help="only these generators (MODEL_NAME; default: all trained)")
+    analyze.add_models_flag(parser)
+    analyze.add_precision_flag(parser)
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding the generators' weights")
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed for sampling and training")
@@ -115,14 +116,10 @@ def main():
         analyze.set_seed(args.seed)
         train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
         test_images, test_labels = analyze.load_digits_csv(analyze.TEST_CSV)
-        generators = [m for m in analyze.generator_modules(only_trained=True, weights_dir=args.weights_dir)
-                      if not args.models or m.MODEL_NAME in args.models]
-        if not generators:
-            analyze.fail(f"no trained generator in {analyze.display_path(args.weights_dir)} matches; "
-                         "train one (train_diffusion.py, train_gan.py)")
+        generators = analyze.trained_generators(args.weights_dir, args.models)
         # Every sampler loads before any training, so a missing or broken file fails at once.
         autoguidance = {"autoguidance": diffusion_settings["autoguidance"]}
-        samplers = [module.load_sampler(args.weights_dir, **(autoguidance if module.MODEL_NAME == "diffusion" else {}))
+        samplers = [module.load_sampler(args.weights_dir, args.precision, **(autoguidance if module.MODEL_NAME == "diffusion" else {}))
                     for module in generators]
         rows = []
         images, labels = real_subset(train_images, train_labels, args.per_digit, args.seed)

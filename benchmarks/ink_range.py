@@ -54,7 +54,7 @@ def main():
     parser = argparse.ArgumentParser(description="Ink range of generated digits against real ones, per class.",
                                      allow_abbrev=False, formatter_class=analyze.HelpFormatter)
     parser.add_argument("--per-digit", type=int, default=PER_DIGIT, help="digits drawn per class")
-    parser.add_argument("--models", nargs="+", help="only these generators (MODEL_NAME; default: all trained)")
+    analyze.add_models_flag(parser)
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding the generators' weights")
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed for sampling")
@@ -70,11 +70,7 @@ def main():
         analyze.set_seed(args.seed)
         images, labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
         real_ink = np.asarray(train_diffusion.ink_share(images))
-        generators = [m for m in analyze.generator_modules(only_trained=True, weights_dir=args.weights_dir)
-                      if not args.models or m.MODEL_NAME in args.models]
-        if not generators:
-            analyze.fail(f"no trained generator in {analyze.display_path(args.weights_dir)} matches; "
-                         "train one (train_diffusion.py, train_gan.py)")
+        generators = analyze.trained_generators(args.weights_dir, args.models)
         for module in generators:
             autoguidance = {"autoguidance": settings["autoguidance"]} if module.MODEL_NAME == "diffusion" else {}
             sampler = module.load_sampler(args.weights_dir, args.precision, **autoguidance)

@@ -1,5 +1,6 @@
 """benchmarks/cas.py --quick: a CNN trained on generated digits is tested on real ones."""
 
+import json
 import re
 import shutil
 
@@ -11,11 +12,13 @@ def test_cas_quick_on_a_weights_folder(tmp_path):
     # which also shows --weights-dir is where the generators are looked for.
     for name in ("gan_generator.weights.h5", "gan_generator.json", "gan_discriminator.weights.h5"):
         shutil.copy(f"weights/{name}", tmp_path / name)
-    result = run_script("benchmarks/cas.py", "--quick", "--weights-dir", tmp_path, "--save")
+    result = run_script("benchmarks/cas.py", "--quick", "--weights-dir", tmp_path, "--save",
+                        "--precision", "float32")
     assert result.returncode == 0, result.stderr
     rows = re.findall(r"^\| (.+?) \| (\d+\.\d\d)% \|", result.stdout, re.M)
     assert [name for name, _ in rows] == ["real training digits", "GAN"], result.stdout
-    assert '"cas"' in (tmp_path / "gan_generator.json").read_text()  # --save wrote into that folder
+    cas = json.loads((tmp_path / "gan_generator.json").read_text())["metrics"]["cas"]  # --save wrote there
+    assert cas["precision"] == "float32"  # what it drew in, as asked
 
 
 def test_cas_without_generators_is_one_line(tmp_path):
