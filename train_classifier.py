@@ -160,6 +160,19 @@ def compile_classifier(model, arch, steps_total):
                   metrics=["accuracy"])
 
 
+def prepare_training(arch, images, labels, batch_size, epochs, augmented, seed, max_batches=None):
+    """The recipe in one place, for this script and the benchmarks that train the same CNN:
+    a fresh network, compiled for a learning-rate schedule as long as the run, and its
+    shuffled training batches (the first max_batches of each epoch, if given). The network is
+    built first: its starting weights come from the seed, as they did before this helper."""
+    model = build_classifier(arch)
+    batches = make_dataset(images, labels, batch_size, True, augmented, seed)
+    if max_batches is not None:
+        batches = batches.take(max_batches)
+    compile_classifier(model, arch, len(batches) * epochs)
+    return model, batches
+
+
 def clear_backup_and_restore():
     """keras.callbacks.BackupAndRestore whose unreadable backup is one clear line, not a traceback.
     (double_checkpoint=True already falls back to the previous epoch's copy when Ctrl-C cut the
@@ -235,14 +248,9 @@ def train(args):
     print(f"{len(x_train):,} training / {len(x_val):,} validation digits from {analyze.display_path(args.csv)}"
           + (f"; {len(test[1]):,} test digits from {analyze.display_path(args.test_csv)}" if test else ""))
 
-    train_ds = make_dataset(x_train, y_train, args.batch_size, True, args.augment, args.seed)
+    model, train_ds = prepare_training(args.arch, x_train, y_train, args.batch_size, args.epochs, args.augment,
+                                       args.seed, DRY_RUN_BATCHES if args.dry_run else None)
     val_ds = make_dataset(x_val, y_val, 1000, False, False, args.seed)
-    steps = DRY_RUN_BATCHES if args.dry_run else len(train_ds)
-    if args.dry_run:
-        train_ds = train_ds.take(steps)
-
-    model = build_classifier(args.arch)
-    compile_classifier(model, args.arch, steps * args.epochs)
     weights = Path(args.weights)
     # Work files live beside the target, named after it and the architecture, so two runs for
     # different targets or networks never resume each other's state.

@@ -41,9 +41,7 @@ def train_and_test(images, labels, test_images, test_labels, epochs, augment, se
     import train_classifier
 
     keras.utils.set_random_seed(seed)  # every training set starts from the same seed (main printed it)
-    model = train_classifier.build_classifier("cnn")
-    batches = train_classifier.make_dataset(images, labels, BATCH_SIZE, True, augment, seed)
-    train_classifier.compile_classifier(model, "cnn", len(batches) * epochs)
+    model, batches = train_classifier.prepare_training("cnn", images, labels, BATCH_SIZE, epochs, augment, seed)
     model.fit(batches, epochs=epochs, shuffle=False, verbose=2)  # the dataset shuffles itself
     return analyze.accuracy(test_labels, analyze.classify(model, test_images).argmax(1))
 

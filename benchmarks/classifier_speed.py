@@ -87,9 +87,7 @@ def run_recipe(name, data, epochs, work_dir, seed):
     keras.utils.set_random_seed(seed)  # each recipe starts from the same seed, whatever ran before it
     if name == "ours":
         batch_size, arch = train_classifier.BATCH_SIZE, "cnn"
-        model = train_classifier.build_classifier(arch)
-        train_ds = train_classifier.make_dataset(x_train, y_train, batch_size, True, True, seed)
-        train_classifier.compile_classifier(model, arch, len(train_ds) * epochs)
+        model, train_ds = train_classifier.prepare_training(arch, x_train, y_train, batch_size, epochs, True, seed)
     else:
         batch_size = KERAS_IO["batch_size"]
         model = keras_io_convnet()
