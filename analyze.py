@@ -624,6 +624,12 @@ def seed_argument(text):
     return seed
 
 
+def progress_verbosity():
+    """Keras' verbose= for fit and Progbar: a live bar on a terminal, one line per epoch (or
+    per finished bar) where output goes to a log, which a live bar would fill with redraws."""
+    return 1 if sys.stdout.isatty() else 2
+
+
 def set_seed(seed):
     """Seed Python, NumPy and the backend once, and say so: runs are reproducible from logs."""
     import keras
@@ -816,7 +822,7 @@ def fit_resumably(model, batches, record, epochs, stop_after, run_info, checkpoi
             checkpoint(epoch + 1)
 
     model.fit(batches, initial_epoch=done, epochs=min(epochs, stop_after or epochs), callbacks=[Checkpoint()],
-              shuffle=False, verbose="auto" if sys.stdout.isatty() else 2)  # one line per epoch in logs
+              shuffle=False, verbose=progress_verbosity())
     return True
 
 

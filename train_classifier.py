@@ -18,7 +18,6 @@ analyze.py rebuild it with build_classifier() / load_classifier().
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -262,7 +261,7 @@ def train(args):
     start = time.perf_counter()
     history = model.fit(train_ds, epochs=args.epochs, validation_data=val_ds, callbacks=callbacks,
                         shuffle=False,  # tf.data already shuffles
-                        verbose=2 if not sys.stdout.isatty() else "auto")
+                        verbose=analyze.progress_verbosity())
     wall_time = time.perf_counter() - start  # of this process; a resumed run adds to the last one's
 
     model.load_weights(best_path)

@@ -595,7 +595,7 @@ class Sampler:
 
         digits, estimates = [], []
         bar = (keras.utils.Progbar(len(labels) * steps, unit_name="digit-step",
-                                   verbose=1 if sys.stdout.isatty() else 2) if progress else None)
+                                   verbose=analyze.progress_verbosity()) if progress else None)
         for start in range(0, len(labels), batch_size):
             batch_labels = tf.constant(labels[start:start + batch_size], tf.int32)
             n = len(batch_labels)
