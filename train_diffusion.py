@@ -58,7 +58,7 @@ NETWORK_FLAGS = ("widths", "attention", "blocks", "ink")
 INK_QUANTILES = 101  # 0%, 1%, ..., 100%
 
 # -- training -----------------------------------------------------------------------------
-EPOCHS = 40  # ~2.8 h on 2 CPU cores (README); the shipped weights are one 60-epoch schedule (--epochs 60)
+EPOCHS = 60  # the shipped weights' schedule, ~4.2 h on a 2-core Xeon; shorter runs: README, train_diffusion.py
 BATCH_SIZE = 128
 PEAK_LEARNING_RATE = 1e-3  # reached after WARMUP_EPOCHS, then decayed on a cosine to 0 at --epochs
 WARMUP_EPOCHS = 1
