@@ -148,13 +148,10 @@ def main():
     if args.steps < 1 or args.every < 1:
         parser.error("--steps and --every must be at least 1")
 
-    from train_classifier import load_classifier
-
     try:
         analyze.set_seed(args.seed)
-        train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
-        test_images, _ = analyze.load_digits_csv(analyze.TEST_CSV)
-        metrics = analyze.DigitMetrics(load_classifier(), test_images, train_images, train_labels)
+        train_images, _ = analyze.load_digits_csv(analyze.TRAIN_CSV)
+        metrics = analyze.DigitMetrics.of_shipped_classifier()
     except analyze.DataError as exc:
         analyze.fail(exc)
     floor = metrics.real_floor(100)["fid"]
