@@ -5,13 +5,13 @@ import re
 from conftest import assert_clean_failure, run_script
 
 
-def test_trains_each_variant_and_scores_its_samples(tmp_path):
+def test_trains_a_variant_and_scores_its_samples(tmp_path):
     result = run_script("benchmarks/seed_gan_diagnosis.py", "--steps", "2", "--every", "1",
-                        "--variants", "seed", "same-mode", "--figures-dir", tmp_path)
+                        "--variants", "same-mode", "--figures-dir", tmp_path)
     assert result.returncode == 0, result.stderr
-    assert re.findall(r"^== (\S+)", result.stdout, re.M) == ["seed", "same-mode"], result.stdout
-    # Each variant is scored in the shipped classifier's features, as the README's table is.
-    assert len(re.findall(r"after 2 steps .*covering \d+ of 10 digits.*MNIST-FID \d", result.stdout)) == 2
+    assert re.findall(r"^== (\S+)", result.stdout, re.M) == ["same-mode"], result.stdout
+    # Scored in the shipped classifier's features, as the benchmarks/README table is.
+    assert re.search(r"after 2 steps .*covering \d+ of 10 digits.*MNIST-FID \d", result.stdout), result.stdout
     assert (tmp_path / "seed_gan_diagnosis.png").stat().st_size > 0
 
 
