@@ -2,7 +2,7 @@
 
     python train_diffusion.py            # asks: 0 = train from scratch, 1 = continue, 2 = generate
     python train_diffusion.py --mode 2 --digit 7 --num-per-digit 64 --output sevens.npz
-    python train_diffusion.py --mode 1 --epochs 30    # continue until 30 epochs in total
+    python train_diffusion.py --mode 1                # continue an interrupted run (60 epochs by default)
 
 The network is a small U-Net told the noise level and the digit. It predicts "v" (a mix of
 noise and image that stays well scaled at every noise level) on a cosine schedule over data
@@ -20,7 +20,8 @@ weights/diffusion_model.weights.h5 holds network, EMA and optimizer state, and
 diffusion_ema.weights.h5 the EMA network alone, which is all generation needs (a quarter of
 the bytes and no optimizer to build). Both are written atomically after every
 epoch, so Ctrl-C loses at most the epoch in progress. It takes the
-generator flags train_gan.py takes (plus its sampler's and network options) and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
+generator flags train_gan.py takes (plus its sampler's and network options) and keeps the
+generator contract in analyze.GENERATOR_SCRIPTS.
 
 TensorFlow and Keras are imported inside the functions that need them, so that --help and
 argument errors answer at once.
@@ -35,8 +36,6 @@ import numpy as np
 
 import analyze
 from analyze import DataError
-
-# -- data ---------------------------------------------------------------------------------
 
 # -- model (the generator contract: analyze.GENERATOR_SCRIPTS) -----------------------------
 MODEL_NAME = "diffusion"

@@ -43,8 +43,6 @@ import numpy as np
 
 import analyze
 
-# -- data ---------------------------------------------------------------------------------
-
 # -- model (the generator contract: analyze.GENERATOR_SCRIPTS) -----------------------------
 MODEL_NAME = "GAN"
 # The generator and discriminator being trained (each with its optimizer state), and the
