@@ -73,6 +73,7 @@ def main():
                         help="pixels at or below this grey level are set to 0 (the sampler's paper_level)")
     parser.add_argument("--per-digit", type=int, default=100, help="samples per digit and setting")
     parser.add_argument("--seed", type=analyze.seed_argument, default=0, help="random seed")
+    analyze.add_precision_flag(parser)
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding diffusion_model.weights.h5")
     args = parser.parse_args()
@@ -89,7 +90,7 @@ def main():
         metrics = analyze.DigitMetrics.of_shipped_classifier(args.seed)
         # Any scale of the sweep but 1 needs the weak network (None: the defaults decide).
         autoguidance = None if args.autoguidance is None else next((w for w in args.autoguidance if w != 1), 1)
-        sampler = train_diffusion.load_sampler(args.weights_dir, autoguidance=autoguidance)
+        sampler = train_diffusion.load_sampler(args.weights_dir, args.precision, autoguidance=autoguidance)
         record = analyze.read_record(args.weights_dir / train_diffusion.WEIGHT_FILES[0])
         floor = metrics.real_floor(args.per_digit)
     except analyze.DataError as exc:
@@ -99,7 +100,8 @@ def main():
     labels = analyze.requested_labels(None, args.per_digit)
     sampler(labels[:10], steps=2)  # trace once: measure sampling, not tracing
     print(f"weights after {(record or {}).get('training', {}).get('epochs', '?')} epochs; "
-          f"{len(labels):,} samples per setting; real floor: MNIST-FID {floor['fid']:.2f}, "
+          f"{len(labels):,} samples per setting, {analyze.resolve_precision(args.precision)}; "
+          f"real floor: MNIST-FID {floor['fid']:.2f}, "
           f"variety {floor['variety']:.2f}")
     print("| solver | spacing | steps | guidance | interval | autoguidance | its interval | eta | eta interval "
           "| paper level | requested-digit accuracy | MNIST-FID | × floor | variety | exactly-0 pixels | 1-3 pixels "

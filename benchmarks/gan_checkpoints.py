@@ -22,15 +22,16 @@ PER_DIGIT = analyze.METRIC_SAMPLES_PER_DIGIT  # scored as analyze.py scores the 
 SEED = 0
 
 
-def load_generator(path):
-    """(sampler, epochs): the generator in `path`, built from the record of its run's folder."""
+def load_generator(path, precision="auto"):
+    """(sampler, epochs): the generator in `path`, built from the record of its run's folder,
+    drawing in `precision`."""
     import train_gan
 
     path = Path(path)
     if not path.is_file():
         raise analyze.DataError(f"{path} not found")
     record = analyze.read_record(path.with_name(train_gan.WEIGHT_FILES[0])) or {}
-    return train_gan.load_sampler(path.parent, weights_file=path.name), record.get("training", {}).get("epochs", "?")
+    return train_gan.load_sampler(path.parent, precision, weights_file=path.name), record.get("training", {}).get("epochs", "?")
 
 
 def main():
@@ -39,6 +40,7 @@ def main():
     parser.add_argument("weights", nargs="+", type=Path, help="generator weights files (.weights.h5)")
     parser.add_argument("--per-digit", type=int, default=PER_DIGIT, help="generated digits per class")
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed")
+    analyze.add_precision_flag(parser)
     args = parser.parse_args()
     if args.per_digit < 2:
         parser.error("--per-digit must be at least 2")
@@ -48,13 +50,14 @@ def main():
         metrics = analyze.DigitMetrics.of_shipped_classifier(args.seed)
         floor = metrics.real_floor(args.per_digit)
         labels = analyze.requested_labels(None, args.per_digit)
-        print(f"{len(labels):,} digits per file, seed {args.seed}; real digits at that size: "
+        print(f"{len(labels):,} digits per file, seed {args.seed}, {analyze.resolve_precision(args.precision)}; "
+              "real digits at that size: "
               f"MNIST-FID {floor['fid']:.2f} (the floor), variety {floor['variety']:.2f}")
         print("| weights | epochs | requested-digit accuracy | MNIST-FID | × floor | variety | of real's "
               "| exactly-0 pixels | 4-29 pixels | tinted digits |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for path in args.weights:
-            sampler, epochs = load_generator(path)
+            sampler, epochs = load_generator(path, args.precision)
             score = metrics.score(sampler(labels, args.seed), labels)
             print(f"| {analyze.display_path(path)} | {epochs} | {score['requested_digit_accuracy']:.2%} "
                   f"| {score['fid']:.2f} | {score['fid'] / floor['fid']:.2f} | {score['variety']:.2f} "

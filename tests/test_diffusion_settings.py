@@ -8,8 +8,9 @@ from conftest import ROOT, assert_clean_failure, run_script
 def test_sweeps_every_combination_of_the_shipped_weights():
     result = run_script("benchmarks/diffusion_settings.py", "--per-digit", "2", "--steps", "2",
                         "--guidance", "1.5", "--solvers", "ddim", "dpm++2m", "--spacings", "angle", "logsnr",
-                        "--paper-levels", "0", "3", "--intervals", "0,inf")
+                        "--paper-levels", "0", "3", "--intervals", "0,inf", "--precision", "float32")
     assert result.returncode == 0, result.stderr
+    assert "samples per setting, float32;" in result.stdout  # drawn in the precision asked for
     rows = re.findall(r"^\| (ddim|dpm\+\+2m) \| (angle|logsnr) \| 2 \| 1\.5 \| \(0, inf\] \| 3 \| \(0\.6, 5\] \| 0 \| every step "
                       r"\| (0|3) \|"
                       r".* \| ([\d.]+)% \| ([\d.]+)% \| [\d.]+% \| [\d.]+% \| [\d,]+ \|$", result.stdout, re.M)
