@@ -671,12 +671,9 @@ def dry_run_safe(path, dry_run, weights=()):
     return _dry_run_folder / path.name if path.name.endswith(".weights.h5") else _dry_run_folder
 
 
-def checked_config(record, default_config, weights_path, make_command, legacy_config=None):
+def checked_config(record, default_config, weights_path, make_command):
     """The builder arguments in a weights record, checked against the builder's defaults, so a
-    damaged record is one clear line instead of a traceback from deep inside Keras.
-
-    A key the record lacks takes its value from legacy_config if it is there (what weights made
-    before that builder argument existed were built with), else from default_config."""
+    damaged record is one clear line instead of a traceback from deep inside Keras."""
     config = (record or {}).get("config", default_config)
     where = display_path(record_path(weights_path))
     remake = f"fix it or remake the weights with `{make_command}`"
@@ -690,7 +687,7 @@ def checked_config(record, default_config, weights_path, make_command, legacy_co
         expected = type(default_config[key])
         if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default_config[key], bool):
             raise DataError(f"{where}: config {key!r} should be {expected.__name__}, found {value!r}; {remake}")
-    return {**default_config, **(legacy_config or {}), **config}
+    return {**default_config, **config}
 
 
 def build_from_record(build, config, weights_path, make_command):
@@ -728,38 +725,33 @@ class Run:
         self.sources, self.targets = sources, targets
 
 
-def start_or_resume(mode, weights_dir, weight_files, default_config, builder, make_command, dry_run=False,
-                    legacy_config=None):
+def start_or_resume(mode, weights_dir, weight_files, default_config, builder, make_command, dry_run=False):
     """The one place a generator script decides how a run starts (mode 0 = from scratch,
     1 = continue, 2 = generate only).
 
-    Continuing with no checkpoint yet starts from scratch. Starting from scratch first copies
-    existing weights to *.previous.weights.h5. A dry run writes to a temporary folder when
-    the weights live in weights/ (dry_run_safe). `weight_files` are file names in
-    `weights_dir`; the first one carries the record. A continued run's record is rewritten
-    with every builder argument (checked_config; legacy_config for keys older records lack)."""
+    Starting from scratch first copies existing weights to *.previous.weights.h5. A dry run
+    writes to a temporary folder when the weights live in weights/ (dry_run_safe).
+    `weight_files` are file names in `weights_dir`; the first one carries the record."""
     weights_dir = Path(weights_dir)
     sources = [weights_dir / name for name in weight_files]
     if mode == 1 and not sources[0].exists():
-        print(f"no checkpoint in {display_path(weights_dir)} yet: training from scratch")
-        mode = 0
+        raise DataError(f"nothing to continue: {display_path(sources[0])} does not exist; "
+                        f"start a run with `{make_command}`")
+    if mode == 2 and not (sources[0].is_file() or record_path(sources[0]).is_file()):
+        raise DataError(f"{display_path(sources[0])} not found; make it with `{make_command}`")  # before TensorFlow loads
     if mode == 0:
         config, record = dict(default_config), None
     else:
         record = existing_record(sources[0], make_command)
-        config = checked_config(record, default_config, sources[0], make_command, legacy_config)
+        config = checked_config(record, default_config, sources[0], make_command)
     if mode == 2:
-        for path in sources[:1]:  # said before TensorFlow loads, so it is said at once
-            if not path.is_file():
-                raise DataError(f"{display_path(path)} not found; make it with `{make_command}`")
         return Run(mode, config, record, sources, [])
     if mode == 0 and not dry_run:
         keep_previous(*sources)
     target_dir = dry_run_safe(weights_dir, dry_run, sources)
     if record is None:
         record = {"builder": builder, "config": config, "training": {}}
-    else:
-        record["config"] = config
+    record["config"] = config
     if dry_run:
         record["training"]["dry_run"] = True  # what makes these weights fair game for the next dry run
     return Run(mode, config, record, sources if mode == 1 else [], [target_dir / name for name in weight_files])

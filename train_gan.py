@@ -1,40 +1,23 @@
 """Train a class-conditional GAN on dataset/Train.csv, or draw digits with it.
 
-    python train_gan.py                       # train (continues if weights exist; = --mode 1)
+    python train_gan.py                       # train: continue the checkpoint, or start one
     python train_gan.py --from-scratch        # start over (= --mode 0)
     python train_gan.py --generate --digit 3 --num-per-digit 100 --output threes.npz   # = --mode 2
 
-Why this one learns when the seed's did not (README, "Why the seed's GAN never learned"):
-the discriminator has no BatchNorm, so it judges each digit on its own instead of telling
-real and fake batches apart by their statistics; both networks run in the same mode in
-both steps, and real and fake digits go through D in one batch, so each network optimizes
-against the other as it really is, with equal learning rates and one step each.
+A generator turns noise and a digit into a picture; a discriminator learns to tell real
+digits from the generator's, and the generator learns to fool it, one step each in turn.
+The discriminator is told the digit by projection (Miyato & Koyama 2018): one logit for "is
+this a real picture of digit y?", so a fake of the wrong digit, or of the right one in an
+unreal style, is simply a fake. A light digit head (class_weight) fixes the few digits read
+as another. It has no BatchNorm, so it judges each digit on its own rather than by its
+batch's statistics, and real and fake digits go through it in one batch, in the same mode in
+both steps (README.md, "Why the seed's GAN never learned"). A moving average of the
+generator's weights draws the digits.
 
-How D is told the digit ("conditioning" in the weights record):
-- "projection" (the shipped weights and new runs; Miyato & Koyama 2018): D judges "is this
-  a real image of digit y?" in one logit, the inner product of its features with a learned
-  vector per digit added to an unconditional score. A fake of the wrong digit, or of the right
-  digit in an unreal style, is simply a fake, so G is pushed towards the real spread of each
-  digit.
-- "acgan" (shipped until 2026-11-30; Odena et al. 2017): D has two heads, "is this real?" and
-  "which digit is this?" (learned from real digits only, so fakes cannot teach it to accept
-  them), and G is rewarded for both. The second reward pulls G towards the most recognizable
-  version of each digit, at the cost of variety (benchmarks/README, "The discriminator").
-"class_weight" is how much G is rewarded by D's digit head ("which digit is this?", learned
-from real digits only): 1 in the AC-GAN; with projection, 0 means no head, and the shipped
-weights and new runs use 0.2, a light pull that fixes the ~1% of a projection GAN's digits
-that are read as another digit while keeping most of its variety (README, "train_gan.py").
-
-Each epoch prints one health line (D and G loss, D accuracy on real and on fake digits)
-under Keras' progress bar, writes generated_digits/gan_progress/epoch_NNN.png from fixed
-noise, and atomically saves weights/gan_generator.weights.h5 and
-gan_discriminator.weights.h5, each with its optimizer state, and gan_generator_ema.weights.h5,
-the moving average of the generator's weights, which draws the digits (weights trained before
-the average existed draw with the generator). It takes the generator flags train_diffusion.py
-takes (analyze.generator_parser) and keeps the generator contract in analyze.GENERATOR_SCRIPTS.
-
-TensorFlow and Keras are imported inside the functions that need them, so that --help and
-argument errors answer at once.
+Each epoch prints D and G loss and D's accuracy on real and fake digits under Keras'
+progress bar, draws generated_digits/gan_progress/epoch_NNN.png from fixed noise, and
+atomically saves weights/gan_generator.weights.h5 and gan_discriminator.weights.h5 (each
+with its optimizer state) and gan_generator_ema.weights.h5, the moving average.
 """
 
 from pathlib import Path
@@ -46,19 +29,16 @@ import analyze
 # -- model (the generator contract: analyze.GENERATOR_SCRIPTS) -----------------------------
 MODEL_NAME = "GAN"
 # The generator and discriminator being trained (each with its optimizer state), and the
-# moving average of the generator's weights, which draws the digits; the last is missing in
-# weights trained before it existed.
+# moving average of the generator's weights, which draws the digits.
 WEIGHT_FILES = ("gan_generator.weights.h5", "gan_discriminator.weights.h5", "gan_generator_ema.weights.h5")
 MAKE_COMMAND = "python train_gan.py --from-scratch"
 BUILDER = "train_gan.build_generator"
 # class_weight: how much G is rewarded for being read as the requested digit by D's digit
-# head (module docstring); 0 = no head.
-MODEL_CONFIG = {"noise_dim": 64, "width": 64, "conditioning": "projection", "class_weight": 0.2}
-LEGACY_CONFIG = {"conditioning": "acgan", "class_weight": 1.0}  # records from before each key: AC-GAN
-CONDITIONINGS = ("projection", "acgan")  # how D is told the digit (module docstring)
+# head, which learns digits from real pictures only; 0 = no head.
+MODEL_CONFIG = {"noise_dim": 64, "width": 64, "class_weight": 0.2}
 
 # -- training -----------------------------------------------------------------------------
-EPOCHS = 30  # the shipped weights' run, ~1 h; 20 fell just short of real variety (benchmarks/README, GAN)
+EPOCHS = 30  # the shipped weights' run; fewer fall short of real digits' variety (benchmarks/README.md)
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-4
 BETA_1 = 0.5
@@ -76,7 +56,7 @@ GENERATION_BATCH = 2000
 # =========================================================================================
 
 def build_generator(noise_dim=64, width=64, **_):
-    """(noise, label) -> digit in [-1, 1], 28x28x1; the same for either conditioning."""
+    """(noise, label) -> digit in [-1, 1], 28x28x1."""
     import keras
     from keras import layers
 
@@ -94,23 +74,20 @@ def build_generator(noise_dim=64, width=64, **_):
     return keras.Model([noise, label], image, name="generator")
 
 
-def build_discriminator(width=64, conditioning="projection", class_weight=0.0, **_):
-    """With "projection": (digit in [-1, 1], label) -> "real digit of that label?" logit, and
-    10 digit logits too if class_weight > 0. With "acgan": digit in [-1, 1] -> (realness
-    logit, 10 digit logits).
+def build_discriminator(width=64, class_weight=0.2, **_):
+    """(digit in [-1, 1], label) -> "a real digit of that label?" logit, and 10 digit logits
+    too if class_weight > 0.
 
     No BatchNorm: each digit is judged on its own, never by its batch's statistics. Dropout
     keeps D from memorizing the training digits and overpowering G. The flattened 7x7 map
-    lets D see the whole digit's shape, not just local texture.
-    """
+    lets D see the whole digit's shape, not just local texture."""
     import keras
     from keras import layers
 
-    if conditioning not in CONDITIONINGS:
-        raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
-    if class_weight < 0 or (conditioning == "acgan" and class_weight == 0):
-        raise ValueError(f"class_weight must be >= 0 (> 0 for acgan), got {class_weight}")
+    if class_weight < 0:
+        raise ValueError(f"class_weight must be >= 0, got {class_weight}")
     image = keras.Input((28, 28, 1), name="image")
+    label = keras.Input((), dtype="int32", name="label")
     x = image
     for filters in (width, 2 * width):  # 28 -> 14 -> 7
         x = layers.Conv2D(filters, 4, strides=2, padding="same")(x)
@@ -118,22 +95,18 @@ def build_discriminator(width=64, conditioning="projection", class_weight=0.0, *
     features = layers.Flatten()(x)
     realness = layers.Dense(1, name="realness")(features)
     digit_logits = [layers.Dense(analyze.NUM_CLASSES, name="digit")(features)] if class_weight > 0 else []
-    if conditioning == "acgan":
-        return keras.Model(image, [realness, *digit_logits], name="discriminator")
-    label = keras.Input((), dtype="int32", name="label")
+    # Projection: an unconditional score plus the inner product of the features with the digit's vector.
     digit_vector = layers.Flatten()(layers.Embedding(analyze.NUM_CLASSES, features.shape[-1], name="projection")(label))
     realness = realness + layers.Dot(axes=1)([features, digit_vector])
-    return keras.Model([image, label], [realness, *digit_logits] if digit_logits else realness,
-                       name="discriminator")
+    return keras.Model([image, label], [realness, *digit_logits] if digit_logits else realness, name="discriminator")
 
 
 def make_gan(config):
     """The trainer: generator and discriminator, each compiled with its own Adam (so each
-    weights file carries its optimizer state), a train_step doing one D and one G step with
-    the losses of config["conditioning"], and ema_generator, the moving average of the
-    generator's weights (BatchNorm statistics included) after each step. The generator shifts
-    with every step of the two-player game; the average smooths that out (README: better
-    MNIST-FID, slightly less variety)."""
+    weights file carries its optimizer state), a train_step doing one D and one G step, and
+    ema_generator, the moving average of the generator's weights (BatchNorm statistics
+    included) after each step: the generator shifts with every step of the two-player game,
+    and the average smooths that out."""
     import keras
     import tensorflow as tf
 
@@ -148,7 +121,6 @@ def make_gan(config):
             self.ema_generator = build_generator(**config)
             self.ema_generator.set_weights(self.generator.get_weights())
             self.noise_dim = config["noise_dim"]
-            self.acgan = config["conditioning"] == "acgan"
             self.class_weight = config["class_weight"]
             for network in (self.generator, self.discriminator):
                 network.compile(optimizer=adam())
@@ -163,7 +135,7 @@ def make_gan(config):
 
         def judge(self, images, labels):
             """(realness logits, digit logits or None): D in training mode, as in both steps."""
-            outputs = self.discriminator(images if self.acgan else [images, labels], training=True)
+            outputs = self.discriminator([images, labels], training=True)
             return tuple(outputs) if self.class_weight > 0 else (outputs, None)
 
         def train_step(self, data):
@@ -248,20 +220,13 @@ class Sampler:
         return images, images[None]
 
 
-def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", weights_file=None):
-    """The generator contract: a Sampler on the saved moving-average generator, or on the
-    generator itself for weights trained before there was one. `weights_file`, a file name
-    in weights_dir, draws with that file instead (to compare checkpoints of one run)."""
-    run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND,
-                                  legacy_config=LEGACY_CONFIG)
+def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto"):
+    """The generator contract: a Sampler on the saved moving-average generator."""
+    run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND)
     generator_path, _, average_path = run.sources
     generator = analyze.build_from_record(lambda config: build_generator(**config), run.config,
                                           generator_path, MAKE_COMMAND)
-    if weights_file is not None:
-        chosen = Path(weights_dir) / weights_file
-    else:
-        chosen = average_path if average_path.exists() else generator_path
-    analyze.load_weights_or_fail(generator, chosen, MAKE_COMMAND)
+    analyze.load_weights_or_fail(generator, average_path, MAKE_COMMAND)
     return Sampler(analyze.network_in_precision(generator, precision))
 
 
@@ -292,7 +257,6 @@ def train(args, gan, run):
 
     epochs = record["training"].get("epochs", 0) + 1 if args.dry_run else args.epochs
     record["training"]["ema_decay"] = EMA_DECAY
-    record["training"].setdefault("ema_since_epoch", record["training"].get("epochs", 0))
     gan.compile()
     analyze.fit_resumably(gan, batches, record, epochs, args.stop_after,
                           {"csv": analyze.display_path(args.csv), "batch_size": args.batch_size,
@@ -301,7 +265,7 @@ def train(args, gan, run):
 
 def parse_args(argv=None):
     parser = analyze.generator_parser(
-        "Train the conditional GAN and/or draw digits with it.", default_mode=1,  # continue, or start
+        "Train the conditional GAN and/or draw digits with it.", default_mode=None,  # continue, or start
         num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
         figures="gan_generated_<d>.png and gan_progress/",
         dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch; it never writes into weights/ nor over weights a real run made")
@@ -310,23 +274,21 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    mode = args.mode
+    if mode is None:  # no mode given: continue the checkpoint there is, or start one
+        mode = 1 if (args.weights_dir / WEIGHT_FILES[0]).exists() else 0
     with analyze.generator_errors() as session:
-        run = session.run = analyze.start_or_resume(args.mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG,
-                                                    BUILDER, MAKE_COMMAND, args.dry_run, LEGACY_CONFIG)
+        run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG,
+                                                    BUILDER, MAKE_COMMAND, args.dry_run)
         analyze.set_seed(args.seed)
         if run.mode == 2:
             sampler = load_sampler(args.weights_dir, args.precision)
         else:
             gan = analyze.build_from_record(make_gan, run.config, args.weights_dir / WEIGHT_FILES[0], MAKE_COMMAND)
             if run.sources:
-                generator_path, discriminator_path, average_path = run.sources
-                analyze.load_weights_or_fail(gan.generator, generator_path, MAKE_COMMAND)
-                analyze.load_weights_or_fail(gan.discriminator, discriminator_path, MAKE_COMMAND)
-                if average_path.exists():
-                    analyze.load_weights_or_fail(gan.ema_generator, average_path, MAKE_COMMAND)
-                else:  # weights from before the moving average: it starts from the generator
-                    gan.ema_generator.set_weights(gan.generator.get_weights())
-                print(f"continuing from {analyze.display_path(generator_path)} "
+                for network, path in zip((gan.generator, gan.discriminator, gan.ema_generator), run.sources):
+                    analyze.load_weights_or_fail(network, path, MAKE_COMMAND)
+                print(f"continuing from {analyze.display_path(run.sources[0])} "
                       f"({run.record['training'].get('epochs', 0)} epochs so far)")
             train(args, gan, run)
             sampler = Sampler(analyze.network_in_precision(gan.ema_generator, args.precision))
