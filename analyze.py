@@ -1,23 +1,18 @@
 """Shared helpers for the mnist_models scripts, and a report on every trained model.
 
-The scripts import this module for what they share, in this order: errors (bad input is
-one line and a non-zero exit), data (loading and validating digit CSVs, with a fast cache;
-the stratified split), saving (one atomic write
-for every file; weights records), pixels (the conversions between uint8 digits and model
-inputs), plots (headless), training runs (start-or-resume with the dry-run rule, the
-resumable fit loop), generators (the contract both generator scripts keep, and drawing),
-and metrics (accuracy, "MNIST-FID" and within-digit variety, in the shipped classifier's
-feature space); last, the report that running it prints.
-
-Run it to print a report of every trained model found in weights/ and save its figures,
-or to serve the web page (web/) where you draw digits and watch them drawn:
+The helpers come in sections: errors (bad input is one line and a non-zero exit), data
+(digit CSVs, validated and cached), saving (atomic writes, weights records), pixels,
+plots (headless), training runs (start or resume, dry runs, the resumable fit loop),
+generators (the contract both generator scripts keep, precision, drawing) and metrics
+(MNIST-FID and variety in the shipped classifier's features). Run it for the report, or to
+serve the web page (web/) where you draw digits and watch them drawn:
 
     python analyze.py                            # classifier, diffusion model and GAN, if trained
     python analyze.py --samples-per-digit 500    # more generated digits per model for the metrics
     python analyze.py --serve                    # http://127.0.0.1:8000/
 
-Importing it is cheap: TensorFlow, Keras and matplotlib load only inside the functions
-that need them, so every script can answer --help instantly.
+TensorFlow, Keras and matplotlib load only inside the functions that need them, so every
+script answers --help at once.
 """
 
 import argparse
@@ -36,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter (no GPU, etc.) is noise here
-# TensorFlow turns its oneDNN kernels on by default only on some Intel CPUs; on this project's
-# 2-core AMD EPYC they train and sample these networks 1.2-1.5x faster (issue 11's notes), so
-# every script asks for them before TensorFlow loads (set TF_ENABLE_ONEDNN_OPTS=0 to compare).
+# TensorFlow turns its oneDNN kernels on by default only on some Intel CPUs; they run these
+# networks faster on the AMD EPYC CPUs too (benchmarks/README.md), so every script asks for
+# them before TensorFlow loads (TF_ENABLE_ONEDNN_OPTS=0 to compare).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # -- data ---------------------------------------------------------------------------------
@@ -67,9 +62,7 @@ TINTED_PIXELS = 60       # a digit with at least this many GREY_LEVELS pixels si
 FEATURE_LAYER = "features"  # the classifier layer whose activations MNIST-FID compares
 
 
-# =========================================================================================
-# Errors: every script's answer to bad input is one line and a non-zero exit
-# =========================================================================================
+# == Errors: every script's answer to bad input is one line and a non-zero exit ============
 
 class DataError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
@@ -92,9 +85,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-# =========================================================================================
-# Data: the bundled MNIST copy, digit CSVs (validated, cached), the validation split
-# =========================================================================================
+# == Data: the bundled MNIST copy, digit CSVs (validated, cached), the validation split ====
 
 def file_sha256(path):
     digest = hashlib.sha256()
@@ -302,9 +293,7 @@ def pick_per_digit(labels, per_digit, rng):
                            for d in range(NUM_CLASSES)])
 
 
-# =========================================================================================
-# Saving: one atomic write for every file, weights and the records beside them
-# =========================================================================================
+# == Saving: one atomic write for every file, weights and the records beside them ==========
 
 @contextmanager
 def atomic_path(path):
@@ -461,9 +450,7 @@ def load_weights_or_fail(model, weights_path, make_command):
     return model
 
 
-# =========================================================================================
-# Pixels: uint8 digits (0 = background, as in MNIST) to and from what the models take
-# =========================================================================================
+# == Pixels: uint8 digits (0 = background, as in MNIST) to and from what the models take ===
 
 def to_model_input(images):
     """uint8 digits (N x 28 x 28) -> the float N x 28 x 28 x 1 the classifiers take (0-255)."""
@@ -486,9 +473,7 @@ def from_signed_unit(pixels):
     return np.round((pixels + 1) * 127.5).clip(0, 255).astype(np.uint8)
 
 
-# =========================================================================================
-# Headless plotting
-# =========================================================================================
+# == Headless plotting =====================================================================
 
 def pyplot():
     """matplotlib.pyplot, headless (Agg): every figure is saved to a file, never shown."""
@@ -606,9 +591,7 @@ def save_sample_rows(rows, path, row_names, title=None, column_titles=tuple(map(
     return save_figure(fig, path)
 
 
-# =========================================================================================
-# Training runs: seeding, where a run may write, start or resume, the resumable fit loop
-# =========================================================================================
+# == Training runs: seeding, where a run may write, start or resume, the resumable fit loop ===
 
 MAX_SEED = 2 ** 32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit
 
@@ -818,42 +801,29 @@ def fit_resumably(model, batches, record, epochs, stop_after, run_info, checkpoi
     return True
 
 
-# =========================================================================================
-# Generators: the contract both generator scripts keep, their shared flags, drawing
-# =========================================================================================
+# == Generators: the contract both generator scripts keep, their shared flags, drawing =====
 
 GENERATOR_SCRIPTS = ("train_diffusion", "train_gan")
-"""What a generator script offers analyze.py's report and the web page (web/), and what
-tests/test_generators.py checks both scripts keep:
+"""What a generator script offers the report and the web page (tests/test_generators.py checks it):
 
-    MODEL_NAME      str: its name in tables and on the page ("diffusion", "GAN")
-    WEIGHT_FILES    tuple of weights file names in a weights folder; the first one carries
-                    the .json record (builder arguments, training log, metrics) and must
-                    exist, later ones may be missing from weights older than them
-    MAKE_COMMAND    str: the command that trains those weights from scratch
-    load_sampler(weights_dir=WEIGHTS_DIR, precision="auto") -> sampler, or DataError (one
-                    line, naming MAKE_COMMAND) when the weights are missing or do not fit;
-                    precision as in resolve_precision. Then:
-        sampler(labels, seed, progress=False) -> uint8 digits N x 28 x 28 (0 = background):
-                    the script's default settings, so the same labels and seed draw the same
-                    digits as its command line (--digit D --num-per-digit N --seed S; in
-                    bfloat16 a few pixels may come out a grey level apart); progress=True
-                    shows a progress bar where drawing takes long
-        sampler.with_steps(labels, seed) -> (digits, steps): the same digits, and uint8
-                    S x N x 28 x 28 pictures of how they came about (for the diffusion
-                    model, its estimate of the clean digit after each of its S steps; a GAN
-                    has one step, its output)
+    MODEL_NAME      its name in tables and on the page ("diffusion", "GAN")
+    WEIGHT_FILES    weights file names in a weights folder; the first carries the .json record
+    MAKE_COMMAND    the command that trains those weights from scratch
+    load_sampler(weights_dir=WEIGHTS_DIR, precision="auto") -> sampler, or a one-line
+                    DataError naming MAKE_COMMAND when the weights are missing or do not fit
+        sampler(labels, seed, progress=False) -> uint8 digits N x 28 x 28 (0 = background),
+                    the same digits its command line draws with --digit, --num-per-digit, --seed
+        sampler.with_steps(labels, seed) -> (digits, uint8 S x N x 28 x 28 pictures of the
+                    S steps that drew them: the diffusion model's estimates, the GAN's output)
 A sampler is not safe to call from several threads at once: callers serialize its calls.
 """
-
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def native_bfloat16(cpuinfo=Path("/proc/cpuinfo")):
-    """Whether this CPU multiplies bfloat16 numbers in hardware (AVX512-BF16 or AMX), where
-    oneDNN runs a network's bfloat16 convolutions faster than float32 ones; elsewhere bfloat16
-    is emulated, and slower."""
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere
+    bfloat16 is emulated, and slower than float32."""
     try:
         flags = set(Path(cpuinfo).read_text(errors="replace").split())
     except OSError:  # not Linux
@@ -863,28 +833,20 @@ def native_bfloat16(cpuinfo=Path("/proc/cpuinfo")):
 
 def resolve_precision(precision="auto"):
     """"float32" or "bfloat16": what a network asked to run in `precision` computes in. "auto"
-    picks bfloat16 where the CPU does it natively: the generators draw ~1.4x faster on the
-    development CPU, their digits within a grey level or two of float32's (README, "Precision")."""
+    picks bfloat16 where the CPU computes it natively and oneDNN's kernels are on (README.md,
+    "Precision": faster, digits within a grey level or two of float32's)."""
     if precision not in PRECISIONS:
         raise DataError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    fast = os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0" and native_bfloat16()
     if precision == "auto":
-        return "bfloat16" if fast_bfloat16() else "float32"
-    if precision == "bfloat16" and not fast_bfloat16():
+        return "bfloat16" if fast else "float32"
+    if precision == "bfloat16" and not fast:
         warn_emulated_bfloat16()
     return precision
 
 
-def fast_bfloat16():
-    """Whether bfloat16 networks run faster than float32 ones here: the CPU must multiply
-    bfloat16 in hardware and TensorFlow must use oneDNN's kernels (TF_ENABLE_ONEDNN_OPTS=0,
-    above, turns them off), or it is emulated."""
-    return os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0" and native_bfloat16()
-
-
 @functools.cache  # once a process: a sampler or trainer asks on every load
 def warn_emulated_bfloat16():
-    # Asked for by name, bfloat16 runs even where it is emulated, and slower than float32
-    # (benchmarks/README, "Precision": a diffusion pass took 2.5-2.7x as long on an Intel Xeon without it).
     print("note: bfloat16 is emulated here (no AVX512-BF16 or AMX found, or oneDNN off), so "
           "--precision bfloat16 runs slower than float32", file=sys.stderr)
 
@@ -910,8 +872,7 @@ def network_in_precision(network, precision="auto"):
 
 
 def add_precision_flag(parser, trains=False):
-    """--precision, as the generator scripts, the report, the web page and the benchmarks that
-    draw all take it; `trains`: the script also trains, and the help says in what."""
+    """--precision, as every script that draws takes it; `trains`: the help says what training computes in."""
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="number format the networks draw in: auto = bfloat16 where the CPU computes it "
                              "natively (AVX512-BF16 or AMX; faster), float32 elsewhere"
@@ -928,32 +889,14 @@ def generator_modules(only_trained=False, weights_dir=WEIGHTS_DIR):
     return [m for m in modules if not only_trained or (Path(weights_dir) / m.WEIGHT_FILES[0]).is_file()]
 
 
-def add_models_flag(parser):
-    """--models, as the benchmarks that draw from the generators take it."""
-    parser.add_argument("--models", nargs="+", choices=[m.MODEL_NAME for m in generator_modules()],
-                        help="only these generators (default: every one with weights in --weights-dir)")
-
-
-def trained_generators(weights_dir, models=None):
-    """The generator modules with weights in weights_dir, only those named in models (--models)
-    if given; DataError, naming the scripts that train them, if there are none."""
-    chosen = [m for m in generator_modules(only_trained=True, weights_dir=weights_dir)
-              if not models or m.MODEL_NAME in models]
-    if not chosen:
-        raise DataError(f"no trained generator{' of ' + ', '.join(models) if models else ''} in "
-                        f"{display_path(weights_dir)}; train one ({', '.join(s + '.py' for s in GENERATOR_SCRIPTS)})")
-    return chosen
-
-
-def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_size, seed, figures, dry_run):
-    """The flags both generator scripts take, with the same names and meanings; a script adds
-    its own, then calls parse_generator_args."""
+def generator_parser(description, *, no_mode, num_per_digit, epochs, batch_size, seed, figures, dry_run):
+    """The flags both generator scripts take, with the same names and meanings (no_mode: what
+    the script does without one); a script adds its own, then calls parse_generator_args."""
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
                                      formatter_class=HelpFormatter)
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--mode", type=int, choices=(0, 1, 2),
-                       help="0 = train from scratch, 1 = continue training, 2 = generate only"
-                            + (" (default: ask at a prompt)" if default_mode is None else ""))
+                       help=f"0 = train from scratch, 1 = continue training, 2 = generate only (default: {no_mode})")
     modes.add_argument("--from-scratch", dest="mode", action="store_const", const=0, help="same as --mode 0")
     modes.add_argument("--generate", dest="mode", action="store_const", const=2, help="same as --mode 2")
     parser.add_argument("--digit", type=int, help="generate only this digit (default: all ten)")
@@ -972,7 +915,6 @@ def generator_parser(description, *, default_mode, num_per_digit, epochs, batch_
     parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR, help=f"where {figures} go")
     parser.add_argument("--dry-run", action="store_true", help=dry_run)
     add_precision_flag(parser, trains=True)
-    parser.set_defaults(mode=default_mode)
     return parser
 
 
@@ -1040,9 +982,7 @@ def draw_and_save(draw, args, prefix):
     return images
 
 
-# =========================================================================================
-# Metrics
-# =========================================================================================
+# == Metrics ===============================================================================
 
 def accuracy(labels, predictions):
     from sklearn.metrics import accuracy_score
@@ -1112,16 +1052,6 @@ class DigitMetrics:
         self._train_images, self._train_labels = train_images, train_labels
         self._rng = np.random.default_rng(seed)
 
-    @classmethod
-    def of_shipped_classifier(cls, seed=0):
-        """The metrics the README reports: the shipped classifier's features, the test set of
-        dataset/Test.csv as reference, and dataset/Train.csv for the real floor."""
-        from train_classifier import load_classifier
-
-        train_images, train_labels = load_digits_csv(TRAIN_CSV)
-        test_images, _ = load_digits_csv(TEST_CSV)
-        return cls(load_classifier(CLASSIFIER_WEIGHTS), test_images, train_images, train_labels, seed)
-
     def real_floor(self, per_digit):
         """MNIST-FID and variety of real training digits (same per-digit count) vs the test set."""
         picks = pick_per_digit(self._train_labels, per_digit, self._rng)
@@ -1141,9 +1071,7 @@ class DigitMetrics:
                 **paper_cleanliness(images)}
 
 
-# =========================================================================================
-# Report: `python analyze.py`
-# =========================================================================================
+# == Report: `python analyze.py` ===========================================================
 
 def _report_classifiers(classifier, test_images, test_labels, figures_dir):
     """Test accuracy of every classifier in weights/; confusion matrix of the shipped one."""

@@ -24,10 +24,6 @@ from pathlib import Path
 import analyze
 from analyze import DataError
 
-# -- data ---------------------------------------------------------------------------------
-TRAIN_CSV = analyze.TRAIN_CSV
-TEST_CSV = analyze.TEST_CSV
-
 # -- model --------------------------------------------------------------------------------
 ARCHS = ("cnn", "mlp")
 DEFAULT_WEIGHTS = {"cnn": analyze.CLASSIFIER_WEIGHTS,
@@ -41,8 +37,7 @@ WEIGHT_DECAY = 1e-4
 LABEL_SMOOTHING = 0.05
 # The optimizer keeps a moving average of the weights; validation, the best-epoch checkpoint
 # and the saved weights use it. Averaging the last ~100 steps smooths out the noise of a high
-# learning rate, so a short run is accurate early (issue 11's notes: +0.1 to +0.8 points of
-# test accuracy after epochs 2 and 3 of a 7-epoch run).
+# learning rate, so a short run is accurate early.
 EMA_MOMENTUM = 0.99
 SEED = 42
 DRY_RUN_BATCHES = 3
@@ -76,8 +71,7 @@ def build_classifier(arch="cnn"):
     else:
         # Sized for two CPU cores: one convolution per resolution (28, 14, 7), and at 28x28,
         # where every operation is bound by memory rather than arithmetic, only 16 channels
-        # and no normalization. That layer took as long as the other two before (issue 11's
-        # notes: ~26 s to ~15 s per epoch of compute, at the same accuracy).
+        # and no normalization.
         x = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
         x = layers.MaxPooling2D()(x)
         x = layers.Conv2D(64, 3, padding="same", use_bias=False)(x)
@@ -216,8 +210,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="train on randomly warped, thickened and thinned digits")
-    parser.add_argument("--csv", type=Path, default=TRAIN_CSV, help="training CSV (label + 784 pixels)")
-    parser.add_argument("--test-csv", default=str(TEST_CSV),
+    parser.add_argument("--csv", type=Path, default=analyze.TRAIN_CSV, help="training CSV (label + 784 pixels)")
+    parser.add_argument("--test-csv", default=str(analyze.TEST_CSV),
                         help="labeled CSV for the final test accuracy ('' to skip)")
     parser.add_argument("--weights", type=Path, default=None,
                         help="where to save (default: weights/classifier_model.weights.h5 for cnn, "

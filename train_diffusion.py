@@ -81,9 +81,7 @@ SAMPLING_BATCH = 500
 MODES = {"0": "train from scratch", "1": "continue training", "2": "generate only"}
 
 
-# =========================================================================================
-# Model
-# =========================================================================================
+# == Model =================================================================================
 
 def build_unet(widths=(64, 128), embedding_dim=128, patch=2):
     """U-Net: (noisy digit, noise angle, label 0-10) -> predicted v, 28x28x1.
@@ -143,9 +141,7 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2):
     return keras.Model([noisy, angle, label], v, name="unet")
 
 
-# =========================================================================================
-# Training
-# =========================================================================================
+# == Training ==============================================================================
 
 def learning_rate_schedule(steps_per_epoch, epochs):
     """Linear warm-up, then a cosine decay to 0 at the last epoch: without the decay the EMA
@@ -280,9 +276,7 @@ def train(args, model, run, precision, loss_weighting):
                           checkpoint)
 
 
-# =========================================================================================
-# Sampling
-# =========================================================================================
+# == Sampling ==============================================================================
 
 def sampling_angles(steps):
     """The steps+1 noise angles the sampler walks, evenly spaced from pure noise down to 0
@@ -457,9 +451,7 @@ def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", autoguidance
     return drawing_sampler(load_ema_network(run), weak_network, precision)
 
 
-# =========================================================================================
-# Command line
-# =========================================================================================
+# == Command line ==========================================================================
 
 def ask_mode():
     """The interactive prompt; asks again after a bad answer, exits 2 at the end of input."""
@@ -513,7 +505,7 @@ def sampler_settings(args):
 
 def parse_args(argv=None):
     parser = analyze.generator_parser(
-        "Train the class-conditional diffusion model and/or draw digits with it.", default_mode=None,  # None: ask
+        "Train the class-conditional diffusion model and/or draw digits with it.", no_mode="ask at a prompt",
         num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
         figures="ddim_generated_<d>.png and diffusion_progress.png",
         dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and draw with 2 steps; it never writes "

@@ -51,9 +51,7 @@ NUM_PER_DIGIT = 16
 GENERATION_BATCH = 2000
 
 
-# =========================================================================================
-# Model
-# =========================================================================================
+# == Model ================================================================================
 
 def build_generator(noise_dim=64, width=64, **_):
     """(noise, label) -> digit in [-1, 1], 28x28x1."""
@@ -182,9 +180,7 @@ def make_gan(config):
     return GAN()
 
 
-# =========================================================================================
-# Sampling
-# =========================================================================================
+# == Sampling =============================================================================
 
 class Sampler:
     """The generator contract's sampler (analyze.GENERATOR_SCRIPTS): the seed fixes the noise."""
@@ -194,8 +190,7 @@ class Sampler:
 
         self.network = network
         self.noise_dim = network.inputs[0].shape[-1]
-        # A traced graph rather than eager calls: 10,000 digits in 2.2-2.4 s instead of 2.6-2.8
-        # in `train_gan.py --generate` on the 2-core CPU, tracing included (issue 9's notes).
+        # A traced graph: faster than eager calls even with its tracing, for a 10,000-digit draw.
         self._generate = tf.function(self._forward, reduce_retracing=True)
 
     def _forward(self, noise, labels):
@@ -230,9 +225,7 @@ def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto"):
     return Sampler(analyze.network_in_precision(generator, precision))
 
 
-# =========================================================================================
-# Training
-# =========================================================================================
+# == Training and the command line ========================================================
 
 def train(args, gan, run):
     images, labels = analyze.load_digits_csv(args.csv)
@@ -265,7 +258,7 @@ def train(args, gan, run):
 
 def parse_args(argv=None):
     parser = analyze.generator_parser(
-        "Train the conditional GAN and/or draw digits with it.", default_mode=None,  # continue, or start
+        "Train the conditional GAN and/or draw digits with it.", no_mode="continue the checkpoint there is, else start one",
         num_per_digit=NUM_PER_DIGIT, epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED,
         figures="gan_generated_<d>.png and gan_progress/",
         dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch; it never writes into weights/ nor over weights a real run made")

@@ -4,9 +4,8 @@ generated digits reads real ones.
     python benchmarks/cas.py                     # 2,000 per digit from each shipped generator
     python benchmarks/cas.py --models GAN --per-digit 500
     python benchmarks/cas.py --quick             # a smoke test: 20 per digit, 1 epoch
-    python benchmarks/cas.py --models diffusion --weights-dir weights/in_progress   # a run in progress
-    python benchmarks/cas.py --models diffusion --guidance 1.5 --guidance-interval 0.9 5
-    python benchmarks/cas.py --models diffusion --steps 30 --eta 1 --guidance 1 --autoguidance 1   # DPM-Solver++(2M) SDE, unguided
+    python benchmarks/cas.py --models diffusion --weights-dir runs/mine   # a run of your own
+    python benchmarks/cas.py --models diffusion --guidance 1 --autoguidance 1   # unguided
 
 For each generator in --weights-dir (default weights/) it draws --per-digit digits of each
 class (seed --seed), trains the project's CNN (train_classifier.build_classifier, its optimizer
@@ -44,6 +43,17 @@ def train_and_test(images, labels, test_images, test_labels, epochs, augment, se
     model, batches = train_classifier.prepare_training("cnn", images, labels, BATCH_SIZE, epochs, augment, seed)
     model.fit(batches, epochs=epochs, shuffle=False, verbose=2)  # the dataset shuffles itself
     return analyze.accuracy(test_labels, analyze.classify(model, test_images).argmax(1))
+
+
+def trained_generators(weights_dir, models=None):
+    """The generator modules with weights in weights_dir (only those named in --models if given);
+    one line naming the scripts that train them if there are none."""
+    chosen = [m for m in analyze.generator_modules(only_trained=True, weights_dir=weights_dir)
+              if not models or m.MODEL_NAME in models]
+    if not chosen:
+        raise analyze.DataError(f"no trained generator{' of ' + ', '.join(models) if models else ''} in "
+                                f"{analyze.display_path(weights_dir)}; train one (train_diffusion.py, train_gan.py)")
+    return chosen
 
 
 def real_subset(images, labels, per_digit, seed):
@@ -87,7 +97,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="CNN training epochs, every set alike")
     parser.add_argument("--augment", action="store_true",
                         help="train with the classifier's augmentation (off: the digits alone are judged)")
-    analyze.add_models_flag(parser)
+    parser.add_argument("--models", nargs="+", choices=[m.MODEL_NAME for m in analyze.generator_modules()],
+                        help="only these generators (default: every one with weights in --weights-dir)")
     analyze.add_precision_flag(parser)
     parser.add_argument("--weights-dir", type=Path, default=analyze.WEIGHTS_DIR,
                         help="the folder holding the generators' weights")
@@ -114,7 +125,7 @@ def main():
         analyze.set_seed(args.seed)
         train_images, train_labels = analyze.load_digits_csv(analyze.TRAIN_CSV)
         test_images, test_labels = analyze.load_digits_csv(analyze.TEST_CSV)
-        generators = analyze.trained_generators(args.weights_dir, args.models)
+        generators = trained_generators(args.weights_dir, args.models)
         # Every sampler loads before any training, so a missing or broken file fails at once.
         autoguidance = {"autoguidance": diffusion_settings["autoguidance"]}
         samplers = [module.load_sampler(args.weights_dir, args.precision, **(autoguidance if module.MODEL_NAME == "diffusion" else {}))
