@@ -233,6 +233,9 @@ def load_ema_network(run, make_command=MAKE_COMMAND):
     copied in from another run)."""
     checkpoint, average = run.sources
     if not (average.is_file() and (run.record or {}).get("ema_sha256") == analyze.file_sha256(average)):
+        if average.is_file() and not checkpoint.is_file():
+            raise DataError(f"{analyze.display_path(average)} is not the file its record vouches for (ema_sha256) "
+                            f"and there is no checkpoint beside it; remake it with `{make_command}`")
         return load_diffusion(run, make_command=make_command).ema_network
     network = analyze.build_from_record(lambda config: build_unet(**config), run.config, checkpoint, make_command)
     return analyze.load_weights_or_fail(network, average, make_command)

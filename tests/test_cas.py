@@ -8,9 +8,9 @@ from conftest import assert_clean_failure, run_script
 
 
 def test_cas_quick_on_a_weights_folder(tmp_path):
-    # Only the GAN's files in the folder: the diffusion model is skipped for want of weights,
-    # which also shows --weights-dir is where the generators are looked for.
-    for name in ("gan_generator.weights.h5", "gan_generator.json", "gan_discriminator.weights.h5"):
+    # Only the GAN's files in the folder (what drawing reads): the diffusion model is skipped for
+    # want of weights, which also shows --weights-dir is where the generators are looked for.
+    for name in ("gan_generator.weights.h5", "gan_generator.json", "gan_generator_ema.weights.h5"):
         shutil.copy(f"weights/{name}", tmp_path / name)
     result = run_script("benchmarks/cas.py", "--quick", "--weights-dir", tmp_path, "--save",
                         "--precision", "float32")
