@@ -175,6 +175,16 @@ def recognize_pictures(classifier, paths, as_json, figures_dir):
         print(json.dumps({"predictions": predictions}))
 
 
+def warn_if_trained_on_mnist(weights):
+    """Kaggle's test digits are MNIST digits, most of them from MNIST's training set: weights
+    trained on dataset/Train.csv have seen them, so their score there overstates them."""
+    trained_on = ((analyze.read_record(weights) or {}).get("training") or {}).get("csv")
+    if trained_on == analyze.display_path(analyze.TRAIN_CSV):
+        print(f"note: {analyze.display_path(weights)} was trained on {trained_on}, MNIST's 60,000 training digits, "
+              "from which most of Kaggle's test digits come: a score on them overstates it (README.md, "
+              "\"Kaggle's Digit Recognizer\", gives the clean recipe)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate the digit classifier or recognize pictures.",
                                      allow_abbrev=False, formatter_class=analyze.HelpFormatter)
@@ -203,6 +213,8 @@ def main(argv=None):
                 if not Path(path).is_file():
                     raise DataError(f"{path}: file not found")
         classifier = load_classifier(args.weights)
+        if args.predictions:
+            warn_if_trained_on_mnist(args.weights)
         if args.image:
             recognize_pictures(classifier, args.image, args.json, args.figures_dir)
         else:

@@ -294,3 +294,31 @@ def test_unwritable_figures_folder_is_a_warning_not_a_crash(tmp_path, dry_weight
 def test_prefix_abbreviations_are_refused():
     result = run_script("analyze.py", "--samples", "2000")
     assert_clean_failure(result, "unrecognized arguments: --samples")
+
+
+def test_the_clean_kaggle_recipe_trains_and_predicts_without_touching_weights(tmp_path, tiny_csv, mnist):
+    """README's recipe: a classifier trained on Kaggle's train.csv alone predicts its test.csv;
+    the shipped weights, trained on MNIST's training digits, say so when they predict."""
+    import pandas as pd
+    from test_dry_runs import fingerprint
+
+    before = fingerprint()
+    weights = tmp_path / "kaggle.weights.h5"
+    trained = run_script("train_classifier.py", "--dry-run", "--csv", tiny_csv, "--weights", weights,
+                         "--test-csv", "", "--figures-dir", tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    test_csv = tmp_path / "test.csv"
+    pd.DataFrame(mnist["x_test"][:20].reshape(20, -1), columns=[f"pixel{i}" for i in range(784)]).to_csv(
+        test_csv, index=False)
+    clean = run_script("analyze_classifier.py", "--weights", weights, "--csv", test_csv,
+                       "--predictions", tmp_path / "submission.csv", "--figures-dir", tmp_path)
+    assert clean.returncode == 0, clean.stderr
+    assert "note:" not in clean.stdout  # these weights never saw MNIST's training digits as a whole
+    submission = pd.read_csv(tmp_path / "submission.csv")
+    assert list(submission.columns) == ["ImageId", "Label"] and len(submission) == 20
+    shipped = run_script("analyze_classifier.py", "--csv", test_csv, "--predictions", tmp_path / "shipped.csv",
+                         "--figures-dir", tmp_path)
+    assert shipped.returncode == 0, shipped.stderr
+    assert "note: weights/classifier_model.weights.h5 was trained on dataset/Train.csv" in shipped.stdout
+    assert len(pd.read_csv(tmp_path / "shipped.csv")) == 20  # it still writes the file
+    assert fingerprint() == before
