@@ -9,17 +9,14 @@ learns to predict v, a mix of the noise and the digit (v-prediction on a cosine 
 One label in ten is hidden from it, so it also learns to draw without being told the digit:
 classifier-free guidance pushes each step away from that unconditional guess, and
 autoguidance away from a weaker network of its own kind (weights/autoguide). A moving
-average (EMA) of the weights draws, with the DPM-Solver++(2M) sampler in STEPS steps.
-README.md, "How the models work", explains each idea.
+average (EMA) of the weights draws, with DPM-Solver++(2M). README.md explains each idea.
 
-Generation writes generated_digits/ddim_generated_<d>.png (the original repository's name),
-and with --output an .npz of uint8 digits (0 = background, like MNIST) and their labels.
-weights/diffusion_model.weights.h5 is the checkpoint (network, EMA, optimizer state) and
-diffusion_ema.weights.h5 the EMA network alone, which is all drawing needs; both are written
-atomically after every epoch, so Ctrl-C loses at most the epoch in progress.
+Drawing writes generated_digits/ddim_generated_<d>.png (and --output an .npz); training writes
+weights/diffusion_model.weights.h5, the checkpoint, and diffusion_ema.weights.h5, the EMA
+network alone, atomically after every epoch: Ctrl-C loses at most the epoch in progress.
 """
 
-import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -44,8 +41,8 @@ PEAK_LEARNING_RATE = 1e-3  # reached after WARMUP_EPOCHS, then a cosine decay to
 WARMUP_EPOCHS = 1
 LABEL_DROPOUT = 0.1
 EMA_DECAY = 0.999
-# "v": the plain squared error of v. "min-snr" (Min-SNR-gamma, Hang et al. 2023) caps the
-# weight of the least noisy levels, where the digit is almost given: the weak network's recipe.
+# "min-snr" (Min-SNR-gamma, Hang et al. 2023), the weak network's recipe, caps the weight of
+# the least noisy levels, where the digit is almost given; "v" weighs every level alike.
 LOSS_WEIGHTINGS = ("v", "min-snr")
 MIN_SNR_GAMMA = 5.0
 SEED = 42
@@ -72,9 +69,6 @@ PAPER_LEVEL = 6
 SAMPLER_DEFAULTS = {"steps": STEPS, "guidance": GUIDANCE, "guidance_interval": GUIDANCE_INTERVAL,
                     "autoguidance": AUTOGUIDANCE, "autoguidance_interval": AUTOGUIDANCE_INTERVAL,
                     "paper_level": PAPER_LEVEL}
-# A weights folder with no weak network (a run of your own, training's progress pictures)
-# draws with classifier-free guidance alone.
-WITHOUT_WEAK_NETWORK = {"guidance": 2.25, "autoguidance": 1.0}
 NUM_PER_DIGIT = 16
 SAMPLING_BATCH = 500
 
@@ -326,8 +320,8 @@ class Sampler:
 
     def __init__(self, network, weak_network=None):
         self.network, self.weak_network = network, weak_network
-        # What it draws with when not told: without a weak network, WITHOUT_WEAK_NETWORK's guidance.
-        self.defaults = {**SAMPLER_DEFAULTS, **({} if weak_network is not None else WITHOUT_WEAK_NETWORK)}
+        # Without a weak network (a run of your own, training's previews): guidance alone.
+        self.defaults = {**SAMPLER_DEFAULTS, **({} if weak_network is not None else {"autoguidance": 1.0})}
         self._network_pass = compiled_pass(network)
         self._weak_pass = None if weak_network is None else compiled_pass(weak_network)
 
@@ -404,8 +398,8 @@ class Sampler:
 
 def compiled_pass(network):
     """network(inputs) as one compiled graph for any batch size (n digits, or 2n with the
-    unconditional copies). The step's few element-wise operations run eagerly: a graph of
-    the whole step per guidance variant took seconds longer to prepare than it saved."""
+    unconditional copies); the step's few element-wise operations run eagerly, which starts
+    sooner than a graph of the whole step per guidance variant."""
     import tensorflow as tf
 
     signature = [[tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype) for tensor in network.inputs]]
@@ -441,9 +435,8 @@ def load_weak_network(weights_dir):
 
 
 def drawing_sampler(network, weak_network=None, precision="auto"):
-    def cast(model):
-        return None if model is None else analyze.network_in_precision(model, precision)
-    return Sampler(cast(network), cast(weak_network))
+    cast = functools.partial(analyze.network_in_precision, precision=precision)
+    return Sampler(cast(network), None if weak_network is None else cast(weak_network))
 
 
 def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", autoguidance=None):

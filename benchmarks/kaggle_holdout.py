@@ -8,7 +8,7 @@ training digits, a classifier trained on its train.csv alone, scored on digits i
     python benchmarks/kaggle_holdout.py --score runs/kaggle     # submission.csv against answers.csv
 
 Kaggle's 42,000 training and 28,000 test digits are MNIST's. Here MNIST's 60,000 training
-digits are shuffled (seed 0) and cut into 42,000 for train.csv (label + 784 pixels) and the
+digits are shuffled (--seed) and cut into 42,000 for train.csv (label + 784 pixels) and the
 other 18,000 for test.csv (the 784 pixels alone, as Kaggle's), their labels kept aside in
 answers.csv (ImageId,Label).
 """
@@ -26,10 +26,10 @@ TRAIN_DIGITS = 42_000
 SEED = 0
 
 
-def write_split(folder):
+def write_split(folder, seed):
     with np.load(analyze.BUNDLE) as bundle:
         images, labels = bundle["x_train"], bundle["y_train"]
-    order = np.random.default_rng(SEED).permutation(len(labels))
+    order = np.random.default_rng(seed).permutation(len(labels))
     train, held_out = order[:TRAIN_DIGITS], order[TRAIN_DIGITS:]
     folder.mkdir(parents=True, exist_ok=True)
     analyze.write_csv(folder / "train.csv", images[train], labels[train])
@@ -39,7 +39,7 @@ def write_split(folder):
     np.savetxt(folder / "answers.csv", np.stack([np.arange(1, len(held_out) + 1), labels[held_out]], 1),
                fmt="%d", delimiter=",", header="ImageId,Label", comments="")
     print(f"wrote {folder}/train.csv ({len(train):,} digits), test.csv ({len(held_out):,}, pixels only) "
-          "and answers.csv")
+          f"and answers.csv (shuffled with seed {seed})")
 
 
 def score(folder):
@@ -61,9 +61,11 @@ def main():
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--write", type=Path, metavar="FOLDER", help="write the split into FOLDER")
     action.add_argument("--score", type=Path, metavar="FOLDER", help="score FOLDER/submission.csv")
+    parser.add_argument("--seed", type=analyze.seed_argument, default=SEED,
+                        help="with --write: the shuffle that picks the held-out digits")
     args = parser.parse_args()
     try:
-        write_split(args.write) if args.write else score(args.score)
+        write_split(args.write, args.seed) if args.write else score(args.score)
     except analyze.DataError as exc:
         analyze.fail(exc)
 

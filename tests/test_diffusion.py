@@ -352,10 +352,10 @@ def test_autoguidance_steers_away_from_the_weak_network(mnist):
     tans = np.tan(train_diffusion.sampling_angles(10)[:-1])
     assert weak.calls == [1] * int(((tans > 0.6) & (tans <= 5.0)).sum())
     # Untold, a sampler with a weak network draws with SAMPLER_DEFAULTS, one without with classifier-free
-    # guidance alone (WITHOUT_WEAK_NETWORK).
+    # guidance alone.
     assert sampler.defaults == train_diffusion.SAMPLER_DEFAULTS
     alone = train_diffusion.Sampler(good)
-    assert alone.defaults == {**train_diffusion.SAMPLER_DEFAULTS, **train_diffusion.WITHOUT_WEAK_NETWORK}
+    assert alone.defaults == {**train_diffusion.SAMPLER_DEFAULTS, "autoguidance": 1.0}
     assert alone.defaults["autoguidance"] == 1
     weak.calls.clear()
     sampler(labels, seed=1)
