@@ -318,6 +318,12 @@ def test_wrong_methods_types_and_hosts(web, method, path, body, headers, expecte
     (b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
      b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411, "not chunked"),
     (b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n", 400, "not a number"),
+    ("POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \u00b2\r\n\r\n".encode(), 400,
+     "not a number"),  # a digit to str.isdigit, not to int()
+    ("POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: \u00b2\r\n\r\n"
+     .encode(), 400, "not a number"),
+    (b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + b"9" * 4000 + b"\r\n\r\n", 400,
+     "not a number"),
     (b"BREW /pot HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 501, "Unsupported method"),
     (b"GET /\x00 HTTP/1.1 junk\r\n\r\n", 400, ""),
 ])
@@ -325,6 +331,27 @@ def test_malformed_requests(web, request_bytes, expected, fragment):
     status, data = raw(web, request_bytes)
     assert_error(status, data, expected, fragment)
     assert call(web, "GET", "/api/models")[0] == 200
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/"), ("POST", "/api/nothing"), ("GET", "/api/models")])
+def test_a_body_left_unread_closes_the_connection_so_no_request_hides_in_it(web, method, path):
+    # A form on any site can POST text/plain; the body must never be read as a request of its own.
+    hidden = json.dumps({"model": "gan", "digit": 3, "count": 1}).encode()
+    body = (b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(hidden) + hidden)
+    request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", web.port), timeout=30) as sock:
+        sock.sendall(request)
+        answers = b""
+        while chunk := sock.recv(1 << 16):  # the server closes the connection after one answer
+            answers += chunk
+    assert answers.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in answers, answers[:300]
+    assert call(web, "GET", "/api/models")[0] == 200
+
+
+def test_the_log_escapes_control_characters():
+    assert server.printable("/\x1b[2J\x07path\n") == "/\\x1b[2J\\x07path\\n"
 
 
 def test_a_body_over_the_limit_is_refused_with_413(web):

@@ -85,6 +85,11 @@ def bad_request(message):
     return HttpError(HTTPStatus.BAD_REQUEST, message)
 
 
+def printable(text):
+    """Text for the server's log with control characters escaped: a request cannot write to the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 # =========================================================================================
 # Pictures to the browser: PNG (a pure-Python writer; grey 8-bit is all a digit needs)
 # =========================================================================================
@@ -434,6 +439,7 @@ class Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         status = HTTPStatus.INTERNAL_SERVER_ERROR
         app = self.server.app
+        self.body_read = False  # an answer sent before the body is read closes the connection (send_bytes)
         try:
             status = self.answer(app)
         except HttpError as exc:
@@ -443,14 +449,16 @@ class Handler(BaseHTTPRequestHandler):
                 self.drain()
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+            status = "- (the client hung up)"
             return
         except Exception as exc:  # a bug, not the client's fault: say so without a traceback
-            app.log(f"error answering {self.command} {self.path[:100]}: "
+            app.log(f"error answering {self.command} {printable(self.path[:100])}: "
                     + "".join(traceback.format_exception_only(exc)).strip())
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             self.send_json(status, {"error": "internal error; the server's log has the details"})
         finally:
-            app.log(f"{self.command} {self.path[:100]} {int(status)} {1000 * (time.perf_counter() - started):.0f} ms")
+            app.log(f"{self.command} {printable(self.path[:100])} {status if isinstance(status, str) else int(status)} "
+                    f"{1000 * (time.perf_counter() - started):.0f} ms")
 
     def answer(self, app):
         host = self.headers.get("Host")
@@ -498,14 +506,27 @@ class Handler(BaseHTTPRequestHandler):
         return HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                          f"the request body is {length:,} bytes; the limit is {MAX_BODY_BYTES:,}")
 
+    def declared_length(self):
+        """The Content-Length as a number of bytes, None if there is none, or a 400 (ASCII digits only)."""
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return None
+        if not (length.strip().isascii() and length.strip().isdigit() and len(length.strip()) <= 18):
+            self.close_connection = True
+            raise bad_request(f"Content-Length {length[:20]!r} is not a number of bytes")
+        return int(length)
+
+    def has_body(self):
+        return bool(self.headers.get("Transfer-Encoding")) or self.headers.get("Content-Length", "0").strip() != "0"
+
     def handle_expect_100(self):
         """curl asks before sending a large body: refuse a too-large one before it is sent."""
         length = self.headers.get("Content-Length", "")
-        if length.strip().isdigit() and int(length) > MAX_BODY_BYTES:
+        if length.strip().isascii() and length.strip().isdigit() and int(length) > MAX_BODY_BYTES:
             self.close_connection = True
             error = self.too_large(int(length))
             self.send_json(error.status, {"error": error.message})
-            self.server.app.log(f"{self.command} {self.path[:100]} {int(error.status)} (refused before sending)")
+            self.server.app.log(f"{self.command} {printable(self.path[:100])} {int(error.status)} (refused before sending)")
             return False
         return super().handle_expect_100()
 
@@ -531,19 +552,16 @@ class Handler(BaseHTTPRequestHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True
             raise HttpError(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length (not chunked)")
-        length = self.headers.get("Content-Length")
+        length = self.declared_length()
         if length is None:
             self.close_connection = True
             raise HttpError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
-        if not length.strip().isdigit():
-            self.close_connection = True
-            raise bad_request(f"Content-Length {length[:20]!r} is not a number of bytes")
-        length = int(length)
         if length > MAX_BODY_BYTES:
             self.close_connection = True  # the body is never read: the connection cannot be reused
             self.linger = True
             raise self.too_large(length)
         data = self.rfile.read(length)
+        self.body_read = True
         if len(data) < length:
             self.close_connection = True
             raise bad_request("the request body is shorter than its Content-Length")
@@ -567,6 +585,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_bytes(status, body, "application/json", {"Cache-Control": "no-store", **(headers or {})})
 
     def send_bytes(self, status, body, content_type, headers=None):
+        if not getattr(self, "body_read", True) and self.has_body():
+            # Left unread on a kept-alive connection, the body would be read as the next request:
+            # a page on any site could hide a request of its own there (request smuggling).
+            self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -587,7 +609,7 @@ class Handler(BaseHTTPRequestHandler):
             short = HTTPStatus(code).phrase
         except ValueError:
             short = "error"
-        self.server.app.log(f"{getattr(self, 'command', None) or '-'} {getattr(self, 'path', '')[:100]} "
+        self.server.app.log(f"{getattr(self, 'command', None) or '-'} {printable(getattr(self, 'path', '')[:100])} "
                             f"{code} ({message or short})")
         if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
             self.request_version = "HTTP/1.0"  # answer an unparsable request line with a status line all the same
@@ -600,7 +622,7 @@ class Handler(BaseHTTPRequestHandler):
         pass  # route() logs one line per request, with its time
 
     def log_message(self, format, *args):
-        self.server.app.log(format % args)
+        self.server.app.log(printable(format % args))
 
 
 class WebServer(ThreadingHTTPServer):
