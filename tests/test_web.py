@@ -251,6 +251,65 @@ def huge_png():
     return "data:image/png;base64," + base64.b64encode(bytes(png)).decode()
 
 
+def as_url(data):
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def gif_frames(*frames):
+    """A GIF of these uint8 frames (Pillow, test-only), its first frame's pixels."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:])
+    return out.getvalue()
+
+
+def gif_with_a_huge_frame():
+    """A 10x10 screen holding one 20000x20000 frame: small to send, 400 megapixels to decode."""
+    return (b"GIF89a" + (10).to_bytes(2, "little") * 2 + b"\x00\x00\x00"
+            + b"\x2c" + b"\x00\x00" * 2 + (20000).to_bytes(2, "little") * 2 + b"\x00"
+            + b"\x02\x02\x4c\x01\x00" + b";")
+
+
+def jpeg_with_scans(extra):
+    """A progressive JPEG of a digit whose last scan is repeated `extra` more times."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.kron(np.eye(8, dtype=np.uint8) * 255, np.ones((8, 8), np.uint8))).save(
+        out, "JPEG", progressive=True)
+    data = out.getvalue()
+    last_scan = data[data.rindex(b"\xff\xda"):-2]
+    return data[:-2] + last_scan * extra + b"\xff\xd9"
+
+
+def test_pictures_decode_within_bounds(web):
+    # Of a GIF only the first frame is decoded, and its own size counts, not the screen's.
+    digit, blank = np.full((28, 28), 255, np.uint8), np.zeros((28, 28), np.uint8)
+    digit[4:24, 12:16] = 0
+    trimmed, size = server.first_gif_frame(gif_frames(digit, blank, blank))
+    assert size == (28, 28) and trimmed.endswith(b";")
+    np.testing.assert_array_equal(analyze_classifier.decode_grey_image(trimmed), digit)
+    status, _, data = post(web, "/api/classify", {"image": as_url(gif_frames(digit, blank))})
+    assert status == 200 and data["digit"] == 1
+    for picture, fragment in [
+        (gif_with_a_huge_frame(), "20000x20000 pixels; the limit is 30 megapixels"),
+        (b"GIF88a" + gif_frames(digit)[6:], "not a PNG, JPEG, GIF or BMP file"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "not a PNG, JPEG, GIF or BMP file"),
+        (jpeg_with_scans(40), "scans; the limit is 32"),
+        (b"\xff\xd8\x00" + jpeg_with_scans(0)[2:], "size cannot be read"),  # a stray byte before its size
+    ]:
+        status, _, data = post(web, "/api/classify", {"image": as_url(picture)})
+        assert_error(status, data, 400, fragment)
+    status, _, data = post(web, "/api/classify", {"image": as_url(jpeg_with_scans(2))})
+    assert status == 200, data
+
+
 GAN3 = {"model": "gan", "digit": 3}
 BAD_BODIES = [
     ("/api/generate", "not json", "not valid JSON"),
@@ -283,7 +342,7 @@ BAD_BODIES = [
     ("/api/classify", {"image": "data:image/png;base64,@@@"}, "not valid base64"),
     ("/api/classify", {"image": "data:image/png,plain"}, "must be a base64 data URL"),
     ("/api/classify", {"image": base64.b64encode(b"hello, world").decode(), "name": "note.txt"},
-     "note.txt: not a readable PNG, JPEG, GIF or BMP image"),
+     "note.txt: not a PNG, JPEG, GIF or BMP file"),
     ("/api/classify", {"image": huge_png()}, "the limit is 30 megapixels"),
     ("/api/classify", {"image": "", "name": 3}, '"name" must be a string'),
     ("/api/classify", {"image": "", "extra": 1}, 'unknown field "extra"'),

@@ -63,6 +63,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
 # -- limits ---------------------------------------------------------------------------------
 MAX_BODY_BYTES = 8 * 1024 * 1024   # a phone photo as base64 fits; anything bigger is refused (413)
 MAX_PICTURE_PIXELS = 30_000_000    # declared size checked before decoding: no decompression bombs
+MAX_JPEG_SCANS = 32                # a progressive JPEG has about 10
 DEFAULT_COUNT = 16
 MAX_COUNT = 64                     # 64 diffusion digits with their steps: about a second here
 MAX_SEED = analyze.MAX_SEED         # what every script's --seed takes
@@ -125,35 +126,79 @@ def sheet(frames):
 # Pictures from the browser
 # =========================================================================================
 
-def declared_size(data):
-    """(width, height) a PNG, GIF, BMP or JPEG header declares, or None if it declares none.
+def color_table_bytes(flags):
+    """The length of a GIF colour table a screen's or frame's flags byte announces."""
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
 
-    Read before decoding, so a small file claiming to be enormous is refused instead of
-    filling memory. An unknown format is left to the decoder, which rejects it."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
-        return struct.unpack("<HH", data[6:10])
-    if data[:2] == b"BM" and len(data) >= 26:
-        width, height = struct.unpack("<ii", data[18:26])
-        return abs(width), abs(height)  # negative height: rows stored top-down
-    if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 <= len(data):
-            if data[i] != 0xFF:
-                return None
-            marker = data[i + 1]
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
-                i += 2
-                continue
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-                height, width = struct.unpack(">HH", data[i + 5:i + 9])
-                return width, height
+
+def first_gif_frame(data):
+    """(a GIF cut after its first frame, the (width, height) of the canvas that frame needs), or
+    (data, None) if no frame can be found. The page reads the first frame only, and a decoder
+    given them all would make a canvas as large as the largest and decode every one."""
+    try:
+        width, height, flags = struct.unpack("<HHB", data[6:11])
+        i = 13 + color_table_bytes(flags)
+        while data[i] == 0x21:  # extensions: a label, then data sub-blocks up to an empty one
+            i += 2
+            while data[i]:
+                i += data[i] + 1
+            i += 1
+        if data[i] != 0x2C:  # not an image descriptor
+            return data, None
+        left, top, frame_width, frame_height, flags = struct.unpack("<HHHHB", data[i + 1:i + 10])
+        i += 10 + color_table_bytes(flags) + 1  # and the LZW code size
+        while data[i]:
+            i += data[i] + 1
+        return data[:i + 1] + b";", (max(width, left + frame_width), max(height, top + frame_height))
+    except (IndexError, struct.error):
+        return data, None
+
+
+def jpeg_size(data):
+    """(width, height) of a JPEG's frame header, or None if its markers do not lead there."""
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return width, height
+        else:
             i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
     return None
+
+
+def bounded_picture(data, name):
+    """The picture's bytes, checked before anything decodes them: one of the formats the page
+    takes, a size that can be read and is within MAX_PICTURE_PIXELS, a JPEG of at most
+    MAX_JPEG_SCANS scans (each one more decodes the whole picture again), and of a GIF only the
+    first frame. A small file cannot make the server decode more than that."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        size = struct.unpack(">II", data[16:24])
+    elif data[:6] in (b"GIF87a", b"GIF89a"):
+        data, size = first_gif_frame(data)
+    elif data[:2] == b"BM" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        size = abs(width), abs(height)  # negative height: rows stored top-down
+    elif data[:2] == b"\xff\xd8":
+        size = jpeg_size(data)
+        # Scan data stuffs every 0xFF byte, so each 0xFF 0xDA is a scan's start (or an embedded thumbnail's).
+        scans = data.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS:
+            raise bad_request(f"{name}: the JPEG has {scans} scans; the limit is {MAX_JPEG_SCANS}")
+    else:
+        raise bad_request(f"{name}: not a PNG, JPEG, GIF or BMP file")
+    if size is None:
+        raise bad_request(f"{name}: the picture's size cannot be read from its header")
+    if size[0] * size[1] > MAX_PICTURE_PIXELS:
+        raise bad_request(f"{name}: the picture is {size[0]}x{size[1]} pixels; the limit is "
+                          f"{MAX_PICTURE_PIXELS // 1_000_000} megapixels")
+    return data
 
 
 def picture_bytes(text, name):
@@ -168,11 +213,7 @@ def picture_bytes(text, name):
         raise bad_request(f"{name}: \"image\" is not valid base64") from None
     if not data:
         raise bad_request(f"{name}: \"image\" is empty")
-    size = declared_size(data)
-    if size and size[0] * size[1] > MAX_PICTURE_PIXELS:
-        raise bad_request(f"{name}: the picture is {size[0]}x{size[1]} pixels; the limit is "
-                          f"{MAX_PICTURE_PIXELS // 1_000_000} megapixels")
-    return data
+    return bounded_picture(data, name)
 
 
 # =========================================================================================
