@@ -409,6 +409,57 @@ def test_a_body_left_unread_closes_the_connection_so_no_request_hides_in_it(web,
     assert call(web, "GET", "/api/models")[0] == 200
 
 
+def test_a_client_too_slow_to_send_its_request_is_dropped(web):
+    web.app.request_deadline_s = 1.0
+    try:
+        with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+            started = time.monotonic()
+            dropped = False
+            for byte in b"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1\r\n":  # a byte every 0.2 s
+                try:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(0.2)
+                except OSError:
+                    dropped = True
+                    break
+            dropped = dropped or sock.recv(1024) == b""
+        assert dropped and time.monotonic() - started < 5
+    finally:
+        web.app.request_deadline_s = server.REQUEST_DEADLINE_S
+    assert call(web, "GET", "/api/models")[0] == 200
+
+
+def test_connections_beyond_the_cap_get_503_and_the_rest_are_served(web):
+    capped = server.start(models=web.app.models)
+    capped.connections = threading.BoundedSemaphore(2)
+    try:
+        idle = [socket.create_connection(("127.0.0.1", capped.port), timeout=10) for _ in range(2)]
+        time.sleep(0.3)  # both accepted, each holding a thread
+        status, response, data = call(capped, "GET", "/api/models")
+        assert status == 503 and "too many connections" in data["error"]
+        for sock in idle:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while call(capped, "GET", "/api/models")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        capped.shutdown()
+        capped.server_close()
+
+
+def test_generation_seconds_leave_out_the_wait_for_the_model(web):
+    gan = web.app.models.generators["gan"]
+    answers = []
+    with gan.lock:  # another request is drawing
+        thread = threading.Thread(target=lambda: answers.append(post(web, "/api/generate", {**GAN3, "count": 1})))
+        thread.start()
+        time.sleep(1.0)
+    thread.join(30)
+    status, _, data = answers[0]
+    assert status == 200 and data["seconds"] < 0.5, data["seconds"]
+
+
 def test_the_log_escapes_control_characters():
     assert server.printable("/\x1b[2J\x07path\n") == "/\\x1b[2J\\x07path\\n"
 
@@ -471,8 +522,19 @@ def test_serve_prints_the_address_answers_and_stops_on_ctrl_c():
         connection = http.client.HTTPConnection("127.0.0.1", int(url.group(1)), timeout=30)
         connection.request("GET", "/api/models")
         assert connection.getresponse().status == 200
+        # Ctrl-C while 64 diffusion digits are being drawn: the answer is sent before it stops.
         connection.close()
+        in_flight = []
+        request = json.dumps({"model": "diffusion", "digit": 2, "count": 64}).encode()
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.group(1)), timeout=60)
+        connection.request("POST", "/api/generate", request, {"Content-Type": "application/json"})
+        waiter = threading.Thread(target=lambda: in_flight.append(connection.getresponse()), daemon=True)
+        waiter.start()
+        time.sleep(0.5)
         process.send_signal(signal.SIGINT)
+        waiter.join(120)
+        assert in_flight and in_flight[0].status == 200 and json.loads(in_flight[0].read())["count"] == 64
+        connection.close()
         try:
             process.wait(timeout=180)  # a loaded 2-core machine can take a while to exit TensorFlow
         except subprocess.TimeoutExpired:

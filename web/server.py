@@ -71,6 +71,8 @@ MAX_NAME = 100
 MAX_WAITING = 32                   # API requests in progress or queued for a model; more get 503
 MAX_DECODING = 2                   # pictures decoded at once (memory: a photo is ~100 MB as floats)
 REQUEST_TIMEOUT_S = 30             # a client that stalls mid-request is dropped
+REQUEST_DEADLINE_S = 20            # a request's line, headers and body must all arrive within this
+MAX_CONNECTIONS = 64               # connections served at once; more are answered 503 and closed
 SHUTDOWN_WAIT_S = 10               # Ctrl-C lets a generation in progress finish for this long
 
 
@@ -321,10 +323,10 @@ class Models:
 
     def generate(self, generator, digit, count, seed):
         labels = analyze.requested_labels(digit, count)
-        started = time.perf_counter()
         with generator.lock:
+            started = time.perf_counter()  # the generation's own time, not the wait for the lock
             digits, steps = generator.sampler.with_steps(labels, seed)
-        seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - started
         probabilities = self.read(digits)
         read = None
         if probabilities is not None:
@@ -442,6 +444,16 @@ class App:
                 raise DataError(f"web/{name} is missing; restore it with `git checkout web/`") from None
         self.waiting = threading.BoundedSemaphore(MAX_WAITING)
         self.decoding = threading.BoundedSemaphore(MAX_DECODING)
+        self.request_deadline_s = REQUEST_DEADLINE_S
+        self.answering = 0  # requests being answered, which a shutdown lets finish (wait_for_answers)
+        self.answered = threading.Condition()
+        self.stopping = False
+
+    def wait_for_answers(self, timeout):
+        """Stop taking requests and wait (up to `timeout` s) for those in flight to be answered."""
+        with self.answered:
+            self.stopping = True
+            self.answered.wait_for(lambda: self.answering == 0, timeout)
 
     def log(self, line):
         if not self.quiet:
@@ -476,12 +488,36 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
+    def handle_one_request(self):
+        # A client that sends its request a byte at a time would hold a thread for ever.
+        self.deadline = threading.Timer(self.server.app.request_deadline_s, self.drop_slow_client)
+        self.deadline.daemon = True
+        self.deadline.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self.deadline.cancel()
+
+    def drop_slow_client(self):
+        self.server.app.log(f"dropped {self.client_address[0]}: its request took over "
+                            f"{self.server.app.request_deadline_s:g} s to arrive")
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def route(self):
         started = time.perf_counter()
         status = HTTPStatus.INTERNAL_SERVER_ERROR
         app = self.server.app
         self.body_read = False  # an answer sent before the body is read closes the connection (send_bytes)
+        if not self.has_body():
+            self.deadline.cancel()  # the request is all here
+        with app.answered:
+            app.answering += 1
         try:
+            if app.stopping:
+                raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the server is stopping")
             status = self.answer(app)
         except HttpError as exc:
             status = exc.status
@@ -498,6 +534,9 @@ class Handler(BaseHTTPRequestHandler):
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             self.send_json(status, {"error": "internal error; the server's log has the details"})
         finally:
+            with app.answered:
+                app.answering -= 1
+                app.answered.notify_all()
             app.log(f"{self.command} {printable(self.path[:100])} {status if isinstance(status, str) else int(status)} "
                     f"{1000 * (time.perf_counter() - started):.0f} ms")
 
@@ -603,6 +642,7 @@ class Handler(BaseHTTPRequestHandler):
             raise self.too_large(length)
         data = self.rfile.read(length)
         self.body_read = True
+        self.deadline.cancel()
         if len(data) < length:
             self.close_connection = True
             raise bad_request("the request body is shorter than its Content-Length")
@@ -674,7 +714,26 @@ class WebServer(ThreadingHTTPServer):
     def __init__(self, address, family, app):
         self.address_family = family
         self.app = app
+        self.connections = threading.BoundedSemaphore(MAX_CONNECTIONS)  # a thread each
         super().__init__(address, Handler)
+
+    def process_request(self, request, client_address):
+        if not self.connections.acquire(blocking=False):
+            body = b'{"error":"too many connections; try again in a moment"}'
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
     def server_bind(self):
         # HTTPServer.server_bind looks up the host's full DNS name, which can stall offline.
@@ -758,6 +817,9 @@ def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
         server.server_close()
         if server.app.models is not None:
             try:
+                if server.app.answering:
+                    print("answering the requests in progress (Ctrl-C again to stop at once)", flush=True)
+                server.app.wait_for_answers(SHUTDOWN_WAIT_S)
                 server.app.models.wait_idle(SHUTDOWN_WAIT_S, log=lambda line: print(line, flush=True))
             except KeyboardInterrupt:
                 pass
