@@ -301,7 +301,7 @@ def test_pictures_decode_within_bounds(web):
         (gif_with_a_huge_frame(), "20000x20000 pixels; the limit is 30 megapixels"),
         (b"GIF88a" + gif_frames(digit)[6:], "not a PNG, JPEG, GIF or BMP file"),
         (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "not a PNG, JPEG, GIF or BMP file"),
-        (jpeg_with_scans(40), "scans; the limit is 32"),
+        (jpeg_with_scans(40), "scans; the limit is 16"),
         (b"\xff\xd8\x00" + jpeg_with_scans(0)[2:], "size cannot be read"),  # a stray byte before its size
     ]:
         status, _, data = post(web, "/api/classify", {"image": as_url(picture)})

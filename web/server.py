@@ -63,7 +63,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
 # -- limits ---------------------------------------------------------------------------------
 MAX_BODY_BYTES = 8 * 1024 * 1024   # a phone photo as base64 fits; anything bigger is refused (413)
 MAX_PICTURE_PIXELS = 30_000_000    # declared size checked before decoding: no decompression bombs
-MAX_JPEG_SCANS = 32                # a progressive JPEG has about 10
+MAX_JPEG_SCANS = 16                # a progressive JPEG has about 10
 DEFAULT_COUNT = 16
 MAX_COUNT = 64                     # 64 diffusion digits with their steps: about a second here
 MAX_SEED = analyze.MAX_SEED         # what every script's --seed takes
