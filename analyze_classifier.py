@@ -56,18 +56,23 @@ def decode_grey_image(data, name="image"):
     import tensorflow as tf
 
     try:
-        pixels = tf.io.decode_image(data, expand_animations=False).numpy().astype(np.float32)
+        pixels = tf.io.decode_image(data, expand_animations=False).numpy()  # uint8 H x W x channels
     except (tf.errors.InvalidArgumentError, ValueError):
         raise DataError(f"{name}: not a readable PNG, JPEG, GIF or BMP image") from None
     if pixels.size == 0:
         raise DataError(f"{name}: image is empty")
+    # A channel at a time, in place: a phone photo as float copies of every channel would be
+    # gigabytes where one grey picture is a few hundred megabytes.
     channels = pixels.shape[-1]
+    grey = np.zeros(pixels.shape[:2], np.float32)
+    for channel, weight in enumerate((0.299, 0.587, 0.114) if channels >= 3 else (1.0,)):
+        grey += np.float32(weight) * pixels[..., channel]
     if channels in (2, 4):  # transparent pixels are paper: composite onto white
-        alpha = pixels[..., -1:] / 255
-        pixels = pixels[..., :-1] * alpha + 255 * (1 - alpha)
-    if pixels.shape[-1] == 3:
-        return pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return pixels[..., 0]
+        alpha = pixels[..., -1] * np.float32(1 / 255)
+        np.subtract(255, grey, out=grey)
+        grey *= alpha
+        np.subtract(255, grey, out=grey)
+    return grey
 
 
 def to_mnist_digit(grey, name="image"):
@@ -76,10 +81,10 @@ def to_mnist_digit(grey, name="image"):
     paper = float(np.median(border))
     # The border tells which way round the picture is: mostly light means dark ink.
     ink = (paper - grey) if paper >= 128 else (grey - paper)
-    ink = np.clip(ink, 0, None)
+    np.clip(ink, 0, None, out=ink)
     if ink.max() < MIN_INK_CONTRAST:
         raise DataError(f"{name}: no digit found (the picture is blank)")
-    ink = ink / ink.max()
+    ink /= ink.max()
     ink[ink < INK_THRESHOLD] = 0  # paper grain and shadows would otherwise stretch the box
     rows, cols = np.nonzero(ink)
     crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
