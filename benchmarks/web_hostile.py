@@ -4,7 +4,7 @@ and 600 MB more memory, and a normal read answers within 2 s while two of them a
     python benchmarks/web_hostile.py            # 30-megapixel pictures, at the server's limits
     python benchmarks/web_hostile.py --quick    # 3-megapixel ones: checks the plumbing
 
-The server runs in this process (web.server.start, the shipped models), so its memory is this
+The server runs in this process (web.server.start, the shipped classifier), so its memory is this
 process's: a thread samples the resident size while each request is answered. The pictures
 are made here with Pillow: a progressive JPEG with its last scan repeated up to the limit and
 far beyond it, an RGBA PNG, a GIF whose one frame is far larger than its screen, and a GIF of
@@ -17,6 +17,7 @@ import http.client
 import io
 import json
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -112,7 +113,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="3-megapixel pictures: checks the plumbing")
     args = parser.parse_args()
     megapixels = 3.0 if args.quick else args.megapixels
-    app = web_server.start(models=web_server.Models.load(log=lambda line: None))
+    with tempfile.TemporaryDirectory() as no_generators:  # pictures need the classifier alone
+        models = web_server.Models.load(weights_dir=no_generators, log=lambda line: None)
+    app = web_server.start(models=models)
     print(f"machine: {analyze.cpu_summary()}; pictures of {megapixels:g} megapixels")
     print("| picture | answer | seconds | extra memory | bar |\n|---|---|---|---|---|")
     cases = pictures(megapixels)
