@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import analyze  # noqa: E402
@@ -39,8 +40,6 @@ def resident_mb():
 
 
 def encoded(array, fmt, **options):
-    from PIL import Image
-
     out = io.BytesIO()
     Image.fromarray(array).save(out, fmt, **options)
     return out.getvalue()
@@ -57,7 +56,7 @@ def pictures(megapixels):
     scans = jpeg.count(b"\xff\xda")
     rgba = np.dstack([page, np.full(page.shape[:2], 255, np.uint8)])
     frame = np.zeros((28, 28), np.uint8)
-    frames = encoded(frame, "GIF", save_all=True, append_images=[as_image(frame)] * 300)
+    frames = encoded(frame, "GIF", save_all=True, append_images=[Image.fromarray(frame)] * 300)
     return {
         f"progressive JPEG, {web_server.MAX_JPEG_SCANS} scans (the limit)":
             jpeg[:-2] + last_scan * (web_server.MAX_JPEG_SCANS - scans) + b"\xff\xd9",
@@ -68,12 +67,6 @@ def pictures(megapixels):
             + (20000).to_bytes(2, "little") * 2 + b"\x00" + b"\x02\x02\x4c\x01\x00" + b";"),
         "GIF of 301 frames": frames,
     }
-
-
-def as_image(frame):
-    from PIL import Image
-
-    return Image.fromarray(frame)
 
 
 def classify(port, data):

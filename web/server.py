@@ -88,6 +88,12 @@ def bad_request(message):
     return HttpError(HTTPStatus.BAD_REQUEST, message)
 
 
+def parse_length(text):
+    """A Content-Length as a number of bytes, or None unless it is 1-18 ASCII digits."""
+    text = (text or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def printable(text):
     """Text for the server's log with control characters escaped: a request cannot write to the terminal."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
@@ -588,23 +594,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def declared_length(self):
         """The Content-Length as a number of bytes, None if there is none, or a 400 (ASCII digits only)."""
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return None
-        if not (length.strip().isascii() and length.strip().isdigit() and len(length.strip()) <= 18):
+        text = self.headers.get("Content-Length")
+        length = parse_length(text)
+        if text is not None and length is None:
             self.close_connection = True
-            raise bad_request(f"Content-Length {length[:20]!r} is not a number of bytes")
-        return int(length)
+            raise bad_request(f"Content-Length {text[:20]!r} is not a number of bytes")
+        return length
 
     def has_body(self):
         return bool(self.headers.get("Transfer-Encoding")) or self.headers.get("Content-Length", "0").strip() != "0"
 
     def handle_expect_100(self):
         """curl asks before sending a large body: refuse a too-large one before it is sent."""
-        length = self.headers.get("Content-Length", "")
-        if length.strip().isascii() and length.strip().isdigit() and int(length) > MAX_BODY_BYTES:
+        length = parse_length(self.headers.get("Content-Length"))
+        if length is not None and length > MAX_BODY_BYTES:
             self.close_connection = True
-            error = self.too_large(int(length))
+            error = self.too_large(length)
             self.send_json(error.status, {"error": error.message})
             self.server.app.log(f"{self.command} {printable(self.path[:100])} {int(error.status)} (refused before sending)")
             return False
