@@ -91,9 +91,9 @@ def run_recipe(name, data, epochs, work_dir, seed):
     else:
         batch_size = KERAS_IO["batch_size"]
         model = keras_io_convnet()
-        train_ds = train_classifier.make_dataset(x_train, y_train, batch_size, True, False, seed)
+        train_ds = train_classifier.make_dataset(x_train, y_train, batch_size, True, None, seed)
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    val_ds = train_classifier.make_dataset(x_val, y_val, 1000, False, False, seed)
+    val_ds = train_classifier.make_dataset(x_val, y_val, 1000, False, None, seed)
     clock = test_clock(x_test, y_test)
     # keras.io's recipe keeps the best epoch too (for the same per-epoch cost), without the
     # weight averaging, which its plain Adam does not keep.

@@ -60,7 +60,7 @@ def test_checkpoint_holds_the_averaged_weights_not_the_last_steps(tmp_path, mnis
             self.weights = [v.numpy().copy() for v in self.model.trainable_weights]
 
     images, labels = mnist["x_train"][:512], mnist["y_train"][:512]
-    batches = train_classifier.make_dataset(images, labels, 64, True, True, seed=0)
+    batches = train_classifier.make_dataset(images, labels, 64, True, 0.5, seed=0)
     model = train_classifier.build_classifier("cnn")
     train_classifier.compile_classifier(model, "cnn", len(batches))
     last_step, best = LastStep(), tmp_path / "best.weights.h5"
