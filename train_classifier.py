@@ -53,18 +53,30 @@ WARP_PROBABILITY = {"cnn": 0.5, "wide": 1.0, "mlp": 0.5}
 STROKE_CHANGE_PROBABILITY = 0.3  # half thicken, half thin
 
 
-def build_classifier(arch="cnn"):
+def build_classifier(arch="cnn", members=1):
     """The classifier: float 28x28x1 pixels in 0-255 -> 10 softmax probabilities.
 
-    Both architectures have a layer named "features" (the penultimate activations), which
-    analyze.py uses for MNIST-FID.
+    Every architecture has a layer named "features" (the penultimate activations), which
+    analyze.py uses for MNIST-FID. With members > 1, that many networks read each digit side
+    by side: their probabilities are averaged and their features put end to end.
     """
     import keras
     from keras import layers
 
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if members < 1:
+        raise ValueError(f"members must be at least 1, not {members}")
     inputs = keras.Input((28, 28, 1), name="pixels")
+    if members > 1:
+        networks = [build_classifier(arch) for _ in range(members)]
+        width = networks[0].get_layer("features").units
+        trunks = [keras.Model(net.input, net.get_layer("features").output, name=f"network_{i}")
+                  for i, net in enumerate(networks)]
+        features = layers.Concatenate(name="features")([trunk(inputs) for trunk in trunks])
+        heads = [layers.Dense(10, activation="softmax", name=f"digit_{i}")(features[:, i * width:(i + 1) * width])
+                 for i in range(members)]
+        return keras.Model(inputs, layers.Average(name="digit")(heads), name=f"classifier_{arch}")
     x = layers.Rescaling(1 / 255)(inputs)
     if arch == "mlp":  # the seed repository's network, unchanged
         x = layers.Flatten()(x)
@@ -109,7 +121,7 @@ def load_classifier(weights_path=analyze.CLASSIFIER_WEIGHTS):
     """Rebuild the classifier described by the record beside `weights_path` and load it; its
     architecture is model.name after "classifier_"."""
     make_command = "python train_classifier.py"
-    config = analyze.checked_config(analyze.existing_record(weights_path, make_command), {"arch": "cnn"},
+    config = analyze.checked_config(analyze.existing_record(weights_path, make_command), {"arch": "cnn", "members": 1},
                                     weights_path, make_command)
     model = analyze.build_from_record(lambda c: build_classifier(**c), config, weights_path, make_command)
     return analyze.load_weights_or_fail(model, weights_path, f"{make_command} --arch {config['arch']}")
@@ -223,7 +235,9 @@ def parse_args(argv=None):
         formatter_class=analyze.HelpFormatter)
     parser.add_argument("--arch", default="cnn", choices=ARCHS, help="architecture")
     parser.add_argument("--epochs", type=int, default=None,
-                        help=f"training epochs (default: {EPOCHS['cnn']} for cnn, {EPOCHS['mlp']} for mlp)")
+                        help="training epochs (default: " + ", ".join(f"{n} for {a}" for a, n in EPOCHS.items()) + ")")
+    parser.add_argument("--members", type=int, default=1,
+                        help="train this many networks, seeds --seed, --seed + 1, ..., and average their probabilities")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="batch size")
     parser.add_argument("--seed", type=analyze.seed_argument, default=SEED, help="random seed")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
@@ -244,6 +258,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if args.members < 1:
+        parser.error("--members must be at least 1")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     args.epochs = 1 if args.dry_run else (args.epochs or EPOCHS[args.arch])
@@ -251,41 +267,84 @@ def parse_args(argv=None):
     return args
 
 
+def train_network(args, member, x_train, y_train, val_ds):
+    """Train one network (seed args.seed + member); return it, its history, its seconds and its
+    work file, to delete once the classifier is saved.
+
+    Its work files live beside the target, named after it, the architecture and the member,
+    so two runs for different targets or networks never resume each other's state. A member
+    of an ensemble that finished is kept in .member<i>-<target> until the ensemble is saved,
+    and a resumed run reads it back instead of training it again."""
+    weights = Path(args.weights)
+    tag = f"-member{member}" if args.members > 1 else ""
+    finished = weights.with_name(f".member{member}-{weights.name}")
+    if args.members > 1 and analyze.record_path(finished).exists():
+        model = build_classifier(args.arch)
+        model.load_weights(finished)
+        print(f"network {member + 1} of {args.members}: finished earlier, read from {finished.name}")
+        return model, None, analyze.read_record(finished)["wall_time_s"], finished
+    analyze.set_seed(args.seed + member)
+    model, train_ds = prepare_training(args.arch, x_train, y_train, args.batch_size, args.epochs, args.augment,
+                                       args.seed + member, DRY_RUN_BATCHES if args.dry_run else None)
+    backup_dir = weights.with_name(f".backup-{weights.name.replace('.weights.h5', '')}-{args.arch}{tag}")
+    best_path = weights.with_name(f".best{tag}-{weights.name}")
+    if backup_dir.exists():
+        print(f"resuming the interrupted run saved in {backup_dir}")
+    if args.members > 1:
+        print(f"network {member + 1} of {args.members}")
+    start = time.perf_counter()
+    history = model.fit(train_ds, epochs=args.epochs, validation_data=val_ds,
+                        callbacks=training_callbacks(best_path, backup_dir),
+                        shuffle=False,  # tf.data already shuffles
+                        verbose=analyze.progress_verbosity())
+    wall_time = time.perf_counter() - start  # of this process; a resumed run adds to the last one's
+    model.load_weights(best_path)
+    if args.members == 1:
+        return model, history.history, wall_time, best_path
+    analyze.save_weights_atomic(model, finished)
+    analyze.write_json_atomic({"wall_time_s": round(wall_time, 1)}, analyze.record_path(finished))
+    best_path.unlink()
+    return model, history.history, wall_time, finished
+
+
 def train(args):
-    analyze.set_seed(args.seed)
+    """Train args.members networks and return the classifier (their average if more than one),
+    the last history, the seconds, the metrics and the work files to delete once it is saved."""
     images, labels = analyze.load_digits_csv(args.csv)
     (x_train, y_train), (x_val, y_val) = analyze.split_train_validation(images, labels, seed=args.seed)
     test = analyze.load_digits_csv(args.test_csv) if args.test_csv else None
     print(f"{len(x_train):,} training / {len(x_val):,} validation digits from {analyze.display_path(args.csv)}"
           + (f"; {len(test[1]):,} test digits from {analyze.display_path(args.test_csv)}" if test else ""))
-
-    model, train_ds = prepare_training(args.arch, x_train, y_train, args.batch_size, args.epochs, args.augment,
-                                       args.seed, DRY_RUN_BATCHES if args.dry_run else None)
     val_ds = make_dataset(x_val, y_val, 1000, False, None, args.seed)
-    weights = Path(args.weights)
-    # Work files live beside the target, named after it and the architecture, so two runs for
-    # different targets or networks never resume each other's state.
-    backup_dir = weights.with_name(f".backup-{weights.name.replace('.weights.h5', '')}-{args.arch}")
-    best_path = weights.with_name(f".best-{weights.name}")
-    callbacks = training_callbacks(best_path, backup_dir)
-    if backup_dir.exists():
-        print(f"resuming the interrupted run saved in {backup_dir}")
-    start = time.perf_counter()
-    history = model.fit(train_ds, epochs=args.epochs, validation_data=val_ds, callbacks=callbacks,
-                        shuffle=False,  # tf.data already shuffles
-                        verbose=analyze.progress_verbosity())
-    wall_time = time.perf_counter() - start  # of this process; a resumed run adds to the last one's
 
-    model.load_weights(best_path)
-    val_accuracy = model.evaluate(val_ds, verbose=0)[1]
+    networks, history, wall_time, work_files = [], None, 0.0, []
+    for member in range(args.members):
+        network, member_history, seconds, work_file = train_network(args, member, x_train, y_train, val_ds)
+        networks.append(network)
+        work_files.append(work_file)
+        history, wall_time = member_history or history, wall_time + seconds
+    if args.members == 1:
+        model = networks[0]
+    else:
+        model = build_classifier(args.arch, args.members)
+        for i, network in enumerate(networks):
+            trained = network.get_weights()
+            model.get_layer(f"network_{i}").set_weights(trained[:-2])
+            model.get_layer(f"digit_{i}").set_weights(trained[-2:])
+
+    val_accuracy = analyze.accuracy(y_val, analyze.classify(model, x_val).argmax(1))
     result = {"val_accuracy": round(float(val_accuracy), 5)}
     if test:
-        predicted = analyze.classify(model, test[0]).argmax(1)
-        result["test_accuracy"] = round(analyze.accuracy(test[1], predicted), 5)
         result["test_csv"] = analyze.display_path(args.test_csv)
+        result["test_accuracy"] = round(analyze.accuracy(test[1], analyze.classify(model, test[0]).argmax(1)), 5)
+        if args.members > 1:
+            result["network_test_accuracy"] = [round(analyze.accuracy(test[1], analyze.classify(n, test[0]).argmax(1)), 5)
+                                               for n in networks]
     print("validation accuracy {:.2%}".format(val_accuracy)
-          + (", test accuracy {:.2%}".format(result["test_accuracy"]) if test else ""))
-    return model, history.history, wall_time, result, best_path
+          + (", test accuracy {:.2%}".format(result["test_accuracy"]) if test else "")
+          + (f" (each network alone: {', '.join(f'{a:.2%}' for a in result['network_test_accuracy'])})"
+             if "network_test_accuracy" in result else ""))
+    return model, history, wall_time, result, work_files
 
 
 def better_weights_reason(old_record, result):
@@ -304,7 +363,7 @@ def better_weights_reason(old_record, result):
     return None
 
 
-def install(model, args, history, wall_time, result, best_path):
+def install(model, args, history, wall_time, result, work_files):
     """Save the finished weights and their record, unless that would replace better ones."""
     weights = Path(args.weights)
     if weights.exists() and not args.overwrite:
@@ -316,22 +375,25 @@ def install(model, args, history, wall_time, result, best_path):
         analyze.keep_previous(weights)
     # An inference-only file: the same weights in a model with no optimizer attached (the
     # optimizer's moments and averages would double the file and are no use for reading digits).
-    inference_model = build_classifier(args.arch)
+    inference_model = build_classifier(args.arch, args.members)
     inference_model.set_weights(model.get_weights())
     analyze.save_weights_atomic(inference_model, weights)
     analyze.write_json_atomic({
         "builder": "train_classifier.build_classifier",
-        "config": {"arch": args.arch},
+        "config": {"arch": args.arch, "members": args.members},
         "training": {"command": analyze.command_line(), "csv": analyze.display_path(args.csv), "epochs": args.epochs,
                      "batch_size": args.batch_size, "augment": args.augment, "seed": args.seed,
                      "wall_time_s": round(wall_time, 1), "hardware": analyze.hardware_summary(),
                      "date": time.strftime("%Y-%m-%d"), **({"dry_run": True} if args.dry_run else {})},
         "metrics": result,
     }, analyze.record_path(weights))
-    best_path.unlink(missing_ok=True)
+    for work_file in work_files:
+        work_file.unlink(missing_ok=True)
+        analyze.record_path(work_file).unlink(missing_ok=True)
     print(f"saved {analyze.display_path(weights)} and {analyze.record_path(weights).name}")
-    analyze.save_training_curves(history, args.figures_dir / f"classifier_{args.arch}_training_curves.png",
-                                 f"{args.arch} classifier")
+    if history:  # of the last network trained by this process
+        analyze.save_training_curves(history, args.figures_dir / f"classifier_{args.arch}_training_curves.png",
+                                     f"{args.arch} classifier" + (f", network {args.members}" if args.members > 1 else ""))
 
 
 def main(argv=None):
@@ -339,8 +401,8 @@ def main(argv=None):
     args.weights = analyze.dry_run_safe(args.weights, args.dry_run)
     args.figures_dir = analyze.dry_run_safe(args.figures_dir, args.dry_run)
     try:
-        model, history, wall_time, result, best_path = train(args)
-        install(model, args, history, wall_time, result, best_path)
+        model, history, wall_time, result, work_files = train(args)
+        install(model, args, history, wall_time, result, work_files)
     except DataError as exc:
         analyze.fail(exc)
     except KeyboardInterrupt:
