@@ -67,6 +67,10 @@ def build_classifier(arch="cnn", members=1):
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     if members < 1:
         raise ValueError(f"members must be at least 1, not {members}")
+    def conv_bn_relu(x, filters):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        return layers.ReLU()(layers.BatchNormalization()(x))
+
     inputs = keras.Input((28, 28, 1), name="pixels")
     if members > 1:
         networks = [build_classifier(arch) for _ in range(members)]
@@ -82,33 +86,20 @@ def build_classifier(arch="cnn", members=1):
         x = layers.Flatten()(x)
         x = layers.Dense(128, activation="relu")(x)
         x = layers.Dense(64, activation="relu", name="features")(x)
-    elif arch == "wide":
-        for filters, convs in ((32, 1), (64, 2)):
-            for _ in range(convs):
-                x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-                x = layers.BatchNormalization()(x)
-                x = layers.ReLU()(x)
-            x = layers.MaxPooling2D()(x)
-        x = layers.Conv2D(128, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.Flatten()(x)
-        x = layers.Dropout(0.3)(x)
-        x = layers.Dense(128, activation="relu", name="features")(x)
-        x = layers.Dropout(0.3)(x)
     else:
-        # Sized for two CPU cores: one convolution per resolution (28, 14, 7), and at 28x28,
-        # where every operation is bound by memory rather than arithmetic, only 16 channels
-        # and no normalization.
-        x = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+        if arch == "wide":  # BatchNorm from the first layer on, two convolutions at 14x14
+            x = conv_bn_relu(x, 32)
+            x = layers.MaxPooling2D()(x)
+            x = conv_bn_relu(conv_bn_relu(x, 64), 64)
+        else:
+            # Sized for two CPU cores: one convolution per resolution (28, 14, 7), and at 28x28,
+            # where every operation is bound by memory rather than arithmetic, only 16 channels
+            # and no normalization.
+            x = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+            x = layers.MaxPooling2D()(x)
+            x = conv_bn_relu(x, 64)
         x = layers.MaxPooling2D()(x)
-        x = layers.Conv2D(64, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.MaxPooling2D()(x)
-        x = layers.Conv2D(128, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
+        x = conv_bn_relu(x, 128)
         x = layers.Flatten()(x)
         x = layers.Dropout(0.3)(x)
         x = layers.Dense(128, activation="relu", name="features")(x)
@@ -307,6 +298,16 @@ def train_network(args, member, x_train, y_train, val_ds):
     return model, history.history, wall_time, finished
 
 
+def ensemble_of(arch, networks):
+    """The classifier of build_classifier(arch, members=len(networks)), holding those networks."""
+    ensemble = build_classifier(arch, len(networks))
+    for i, network in enumerate(networks):
+        trained = network.get_weights()  # the trunk's, then the softmax layer's kernel and bias
+        ensemble.get_layer(f"network_{i}").set_weights(trained[:-2])
+        ensemble.get_layer(f"digit_{i}").set_weights(trained[-2:])
+    return ensemble
+
+
 def train(args):
     """Train args.members networks and return the classifier (their average if more than one),
     the last history, the seconds, the metrics and the work files to delete once it is saved."""
@@ -323,14 +324,7 @@ def train(args):
         networks.append(network)
         work_files.append(work_file)
         history, wall_time = member_history or history, wall_time + seconds
-    if args.members == 1:
-        model = networks[0]
-    else:
-        model = build_classifier(args.arch, args.members)
-        for i, network in enumerate(networks):
-            trained = network.get_weights()
-            model.get_layer(f"network_{i}").set_weights(trained[:-2])
-            model.get_layer(f"digit_{i}").set_weights(trained[-2:])
+    model = networks[0] if args.members == 1 else ensemble_of(args.arch, networks)
 
     val_accuracy = analyze.accuracy(y_val, analyze.classify(model, x_val).argmax(1))
     result = {"val_accuracy": round(float(val_accuracy), 5)}

@@ -1,5 +1,6 @@
 """train_classifier.py and analyze_classifier.py end to end, as a user runs them."""
 
+import argparse
 import json
 import shutil
 
@@ -37,9 +38,24 @@ def test_help_answers_without_tensorflow():
         assert "(default: None)" not in result.stdout, script
 
 
+def test_an_ensemble_averages_its_networks_and_a_finished_network_is_not_trained_again(tmp_path, mnist):
+    networks = [train_classifier.build_classifier("cnn") for _ in range(2)]
+    args = argparse.Namespace(weights=tmp_path / "c.weights.h5", members=2, arch="cnn")
+    finished = tmp_path / ".member1-c.weights.h5"  # as an interrupted run leaves it
+    networks[1].save_weights(finished)
+    analyze.write_json_atomic({"wall_time_s": 12.5}, analyze.record_path(finished))
+    read_back, history, seconds, work_file = train_classifier.train_network(args, 1, None, None, None)
+    assert history is None and seconds == 12.5 and work_file == finished
+    ensemble = train_classifier.ensemble_of("cnn", [networks[0], read_back])
+    digits = mnist["x_test"][:8]
+    alone = [analyze.classify(network, digits) for network in networks]
+    np.testing.assert_allclose(analyze.classify(ensemble, digits), np.mean(alone, axis=0), atol=1e-6)
+    assert analyze.feature_extractor(ensemble).output.shape[-1] == 2 * 128
+
+
 def test_dry_run_saves_weights_record_and_curves(dry_weights):
     record = json.loads(analyze.record_path(dry_weights).read_text())
-    assert record["config"] == {"arch": "cnn"}
+    assert record["config"] == {"arch": "cnn", "members": 1}
     assert record["training"]["epochs"] == 1 and "wall_time_s" in record["training"]
     assert 0 <= record["metrics"]["test_accuracy"] <= 1
     assert (dry_weights.parent / "classifier_cnn_training_curves.png").stat().st_size > 1000
