@@ -1,13 +1,13 @@
 """Train the digit classifier on dataset/Train.csv and save it to weights/.
 
-    python train_classifier.py                 # CNN (default): ~99.6% on the MNIST test set in ~3 min on 2 cores
-    python train_classifier.py --epochs 20     # how the shipped weights were made (longer, a little more accurate)
-    python train_classifier.py --arch mlp      # the seed's dense network, under a minute
-    python train_classifier.py --dry-run       # a few batches, to check the plumbing
+    python train_classifier.py                          # the compact CNN: ~99.6% on the MNIST test set in minutes
+    python train_classifier.py --arch wide --members 2  # how the shipped weights were made: two wider CNNs, averaged
+    python train_classifier.py --arch mlp               # the seed's dense network, under a minute
+    python train_classifier.py --dry-run                # a few batches, to check the plumbing
 
-Both train on digits of which half are randomly rotated, shifted, scaled and sheared and 30%
-thickened or thinned, so they also read handwriting that is less tidy than MNIST's (and the
-MLP overfits less). Validation, the best-epoch checkpoint and the saved weights use a moving
+All train on randomly rotated, shifted, scaled and sheared digits (half of them for the short
+runs of cnn and mlp, every one for wide), 30% thickened or thinned, so they also read
+handwriting that is less tidy than MNIST's (and the MLP overfits less). Validation, the best-epoch checkpoint and the saved weights use a moving
 average of the weights over the last ~100 steps. An interrupted run (Ctrl-C, crash) resumes
 from its last finished epoch when started again with the same arguments, and finished weights
 replace existing ones only if they are at least as accurate.
@@ -77,10 +77,12 @@ def build_classifier(arch="cnn", members=1):
         width = networks[0].get_layer("features").units
         trunks = [keras.Model(net.input, net.get_layer("features").output, name=f"network_{i}")
                   for i, net in enumerate(networks)]
+        # Each head reads its own network's slice of the joined features, so that "features"
+        # lies on the way to the output and stays part of the model.
         features = layers.Concatenate(name="features")([trunk(inputs) for trunk in trunks])
         heads = [layers.Dense(10, activation="softmax", name=f"digit_{i}")(features[:, i * width:(i + 1) * width])
                  for i in range(members)]
-        return keras.Model(inputs, layers.Average(name="digit")(heads), name=f"classifier_{arch}")
+        return keras.Model(inputs, layers.Average(name="digit")(heads), name=f"classifier_{arch}_x{members}")
     x = layers.Rescaling(1 / 255)(inputs)
     if arch == "mlp":  # the seed repository's network, unchanged
         x = layers.Flatten()(x)
@@ -115,7 +117,8 @@ def load_classifier(weights_path=analyze.CLASSIFIER_WEIGHTS):
     config = analyze.checked_config(analyze.existing_record(weights_path, make_command), {"arch": "cnn", "members": 1},
                                     weights_path, make_command)
     model = analyze.build_from_record(lambda c: build_classifier(**c), config, weights_path, make_command)
-    return analyze.load_weights_or_fail(model, weights_path, f"{make_command} --arch {config['arch']}")
+    members = f" --members {config['members']}" if config["members"] > 1 else ""
+    return analyze.load_weights_or_fail(model, weights_path, f"{make_command} --arch {config['arch']}{members}")
 
 
 def augment(images, warp_probability):
@@ -251,6 +254,8 @@ def parse_args(argv=None):
         parser.error("--epochs must be at least 1")
     if args.members < 1:
         parser.error("--members must be at least 1")
+    if args.seed + args.members - 1 > analyze.MAX_SEED:
+        parser.error(f"--seed + --members - 1 must be at most {analyze.MAX_SEED}: network i is seeded --seed + i")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     args.epochs = 1 if args.dry_run else (args.epochs or EPOCHS[args.arch])
@@ -269,11 +274,17 @@ def train_network(args, member, x_train, y_train, val_ds):
     weights = Path(args.weights)
     tag = f"-member{member}" if args.members > 1 else ""
     finished = weights.with_name(f".member{member}-{weights.name}")
+    settings = {"arch": args.arch, "seed": args.seed + member, "epochs": args.epochs, "csv": analyze.display_path(args.csv),
+                "augment": args.augment, "batch_size": args.batch_size, "dry_run": args.dry_run}
     if args.members > 1 and analyze.record_path(finished).exists():
-        model = build_classifier(args.arch)
-        model.load_weights(finished)
+        record = analyze.read_record(finished) or {}
+        if record.get("settings") != settings:
+            raise DataError(f"{finished} is a network of another run ({record.get('settings')}); "
+                            "run that command again to finish it, or delete the file to start over")
+        model = analyze.load_weights_or_fail(build_classifier(args.arch), finished,
+                                             f"rm {finished} && {analyze.command_line()}")
         print(f"network {member + 1} of {args.members}: finished earlier, read from {finished.name}")
-        return model, None, analyze.read_record(finished)["wall_time_s"], finished
+        return model, None, record["wall_time_s"], finished
     analyze.set_seed(args.seed + member)
     model, train_ds = prepare_training(args.arch, x_train, y_train, args.batch_size, args.epochs, args.augment,
                                        args.seed + member, DRY_RUN_BATCHES if args.dry_run else None)
@@ -293,7 +304,7 @@ def train_network(args, member, x_train, y_train, val_ds):
     if args.members == 1:
         return model, history.history, wall_time, best_path
     analyze.save_weights_atomic(model, finished)
-    analyze.write_json_atomic({"wall_time_s": round(wall_time, 1)}, analyze.record_path(finished))
+    analyze.write_json_atomic({"settings": settings, "wall_time_s": round(wall_time, 1)}, analyze.record_path(finished))
     best_path.unlink()
     return model, history.history, wall_time, finished
 

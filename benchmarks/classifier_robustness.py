@@ -75,7 +75,7 @@ def warped_digits(images, rng):
     from PIL import Image
 
     out = np.empty_like(images)
-    centre = np.array([13.5, 13.5])
+    centre = np.array([14.0, 14.0])  # Pillow samples pixel centres: pixel i spans i to i + 1
     for i, image in enumerate(images):
         angle = np.radians(rng.uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES))
         scale, shear = np.exp(rng.uniform(*np.log(SCALE_RANGE))), rng.uniform(-MAX_SHEAR, MAX_SHEAR)
@@ -178,10 +178,9 @@ def main(argv=None):
                 columns.insert(0, (f"previous ({PREVIOUS[0]})", previous_weights(folder)))
             models = [(name, train_classifier.load_classifier(path)) for name, path in columns]
             test_images, test_labels = analyze.load_digits_csv(analyze.TEST_CSV)
-            rng = np.random.default_rng(SEED)
-            sets = [("MNIST test", (test_images, test_labels)),
-                    ("warped", (warped_digits(test_images, rng), test_labels)),
-                    ("drawn", drawn_digits(rng)),
+            sets = [("MNIST test", (test_images, test_labels)),  # a generator each: one set never moves another
+                    ("warped", (warped_digits(test_images, np.random.default_rng([SEED, 1])), test_labels)),
+                    ("drawn", drawn_digits(np.random.default_rng([SEED, 2]))),
                     ("uci", uci_digits())]
     except analyze.DataError as exc:
         analyze.fail(exc)
