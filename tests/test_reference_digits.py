@@ -1,6 +1,7 @@
 """The shipped weights draw and read exactly what they did before the code was trimmed:
-tests/data/reference_digits.npz holds digits drawn (float32, seed 7) and probabilities read
-by the code as it was before, with every option the shipped models do not use."""
+tests/data/reference_digits.npz holds digits drawn (float32, seed 7) by the code as it was
+before, with every option the shipped models do not use, and the shipped classifier's
+probabilities (taken again whenever its weights change)."""
 
 from pathlib import Path
 
