@@ -100,7 +100,7 @@ def test_mlp_dry_run(tmp_path, tiny_csv):
     result = run_script("train_classifier.py", "--arch", "mlp", "--dry-run", "--csv", tiny_csv,
                         "--test-csv", "", "--weights", tmp_path / "m.weights.h5", "--figures-dir", tmp_path)
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "m.json").read_text())["config"] == {"arch": "mlp"}
+    assert json.loads((tmp_path / "m.json").read_text())["config"] == {"arch": "mlp", "members": 1}
 
 
 def test_worse_weights_never_replace_better_ones(tmp_path, dry_weights, tiny_csv, tiny_test_csv):

@@ -124,7 +124,7 @@ def test_nothing_else_can_be_read(web, path):
 def test_models_says_what_loaded(web):
     status, _, data = call(web, "GET", "/api/models")
     assert status == 200
-    assert data["classifier"] == {"ready": True, "name": "CNN", "error": None}
+    assert data["classifier"] == {"ready": True, "name": "WIDE_X2", "error": None}
     generators = {g["key"]: g for g in data["generators"]}
     assert generators["diffusion"]["ready"] and generators["diffusion"]["steps"] == train_diffusion.STEPS
     assert generators["gan"]["ready"] and generators["gan"]["steps"] == 1
