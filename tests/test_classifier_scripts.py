@@ -39,21 +39,21 @@ def test_help_answers_without_tensorflow():
 
 
 def test_an_ensemble_averages_its_networks_and_a_finished_network_is_not_trained_again(tmp_path, mnist):
-    networks = [train_classifier.build_classifier("cnn") for _ in range(2)]
-    args = argparse.Namespace(weights=tmp_path / "c.weights.h5", members=2, arch="cnn", seed=5, epochs=3,
+    networks = [train_classifier.build_classifier("mlp") for _ in range(2)]  # the smallest: any arch joins alike
+    args = argparse.Namespace(weights=tmp_path / "c.weights.h5", members=2, arch="mlp", seed=5, epochs=3,
                               csv=analyze.TRAIN_CSV, augment=True, batch_size=128, dry_run=False)
     finished = tmp_path / ".member1-c.weights.h5"  # as an interrupted run leaves it
     networks[1].save_weights(finished)
-    settings = {"arch": "cnn", "seed": 6, "epochs": 3, "csv": "dataset/Train.csv", "augment": True,
+    settings = {"arch": "mlp", "seed": 6, "epochs": 3, "csv": "dataset/Train.csv", "augment": True,
                 "batch_size": 128, "dry_run": False}
     analyze.write_json_atomic({"settings": settings, "wall_time_s": 12.5}, analyze.record_path(finished))
     read_back, history, seconds, work_file = train_classifier.train_network(args, 1, None, None, None)
     assert history is None and seconds == 12.5 and work_file == finished
-    ensemble = train_classifier.ensemble_of("cnn", [networks[0], read_back])
-    digits = mnist["x_test"][:8]
-    alone = [analyze.classify(network, digits) for network in networks]
-    np.testing.assert_allclose(analyze.classify(ensemble, digits), np.mean(alone, axis=0), atol=1e-6)
-    assert analyze.feature_extractor(ensemble).output.shape[-1] == 2 * 128
+    ensemble = train_classifier.ensemble_of("mlp", [networks[0], read_back])
+    digits = analyze.to_model_input(mnist["x_test"][:8])
+    alone = [np.asarray(network(digits)) for network in networks]
+    np.testing.assert_allclose(np.asarray(ensemble(digits)), np.mean(alone, axis=0), atol=1e-6)
+    assert analyze.feature_extractor(ensemble).output.shape[-1] == 2 * 64
     args.epochs = 4  # another run's network is not taken for this one's
     with pytest.raises(analyze.DataError, match="another run"):
         train_classifier.train_network(args, 1, None, None, None)
