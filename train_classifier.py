@@ -7,10 +7,11 @@
 
 All train on randomly rotated, shifted, scaled and sheared digits (half of them for the short
 runs of cnn and mlp, every one for wide), 30% thickened or thinned, so they also read
-handwriting that is less tidy than MNIST's (and the MLP overfits less). Validation, the best-epoch checkpoint and the saved weights use a moving
-average of the weights over the last ~100 steps. An interrupted run (Ctrl-C, crash) resumes
-from its last finished epoch when started again with the same arguments, and finished weights
-replace existing ones only if they are at least as accurate.
+handwriting that is less tidy than MNIST's (and the MLP overfits less). Validation, the
+best-epoch checkpoint and the saved weights use a moving average of the weights over the last
+~100 steps. An interrupted run (Ctrl-C, crash) resumes from its last finished epoch when
+started again with the same arguments, and finished weights replace existing ones only if they
+are at least as accurate.
 
 This file is the one home of the classifier architecture: analyze_classifier.py and
 analyze.py rebuild it with build_classifier() / load_classifier().
@@ -67,6 +68,7 @@ def build_classifier(arch="cnn", members=1):
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     if members < 1:
         raise ValueError(f"members must be at least 1, not {members}")
+
     def conv_bn_relu(x, filters):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
         return layers.ReLU()(layers.BatchNormalization()(x))
