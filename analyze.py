@@ -740,13 +740,15 @@ def start_or_resume(mode, weights_dir, weight_files, default_config, builder, ma
     return Run(mode, config, record, sources if mode == 1 else [], [target_dir / name for name in weight_files])
 
 
-def training_batches(images, labels, batch_size, seed, limit=None):
-    """Shuffled (uint8 digits, labels) batches for the generators' fit(); `limit` for dry runs."""
+def training_batches(arrays, batch_size, seed, limit=None):
+    """Shuffled batches of `arrays` (uint8 digits, labels, and whatever else goes with each
+    digit) for the generators' fit(); `limit` for dry runs."""
     import tensorflow as tf
 
-    ds = (tf.data.Dataset.from_tensor_slices((images, labels))
-          .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-          .batch(batch_size, drop_remainder=len(images) >= batch_size))
+    count = len(arrays[0])
+    ds = (tf.data.Dataset.from_tensor_slices(tuple(arrays))
+          .shuffle(count, seed=seed, reshuffle_each_iteration=True)
+          .batch(batch_size, drop_remainder=count >= batch_size))
     return (ds.take(limit) if limit else ds).prefetch(tf.data.AUTOTUNE)
 
 
@@ -815,6 +817,8 @@ GENERATOR_SCRIPTS = ("train_diffusion", "train_gan")
                     the same digits its command line draws with --digit, --num-per-digit, --seed
         sampler.with_steps(labels, seed) -> (digits, uint8 S x N x 28 x 28 pictures of the
                     S steps that drew them: the diffusion model's estimates, the GAN's output)
+        sampler.weights, if it has one: the weights file whose record describes it, when that
+                    is not WEIGHT_FILES[0] (the diffusion model's distilled sampler)
 A sampler is not safe to call from several threads at once: callers serialize its calls.
 """
 
@@ -995,14 +999,20 @@ def classify(classifier, images, batch_size=1000):
     return classifier.predict(to_model_input(images), batch_size=batch_size, verbose=0)
 
 
-def feature_extractor(classifier):
+def with_features(classifier):
+    """The classifier with a second output, its FEATURE_LAYER activations (an ensemble's
+    members' features side by side), so one pass gives both: see probabilities_and_features."""
     import keras
 
-    return keras.Model(classifier.inputs, classifier.get_layer(FEATURE_LAYER).output)
+    return keras.Model(classifier.inputs, [classifier.output, classifier.get_layer(FEATURE_LAYER).output],
+                       name=classifier.name)
 
 
-def features(extractor, images, batch_size=1000):
-    return extractor.predict(to_model_input(images), batch_size=batch_size, verbose=0).astype(np.float64)
+def probabilities_and_features(model, images, batch_size=1000):
+    """Class probabilities and (float64) features for uint8 digits, in one pass of
+    `model`, a with_features(classifier)."""
+    probabilities, feats = model.predict(to_model_input(images), batch_size=batch_size, verbose=0)
+    return probabilities, feats.astype(np.float64)
 
 
 def frechet_distance(feats_a, feats_b):
@@ -1041,21 +1051,21 @@ def paper_cleanliness(images):
 
 
 class DigitMetrics:
-    """Everything needed to score generated digits: the classifier, its features of the
-    10k test set (the MNIST-FID reference) and of held-out real training digits (the
-    real-vs-real floor at the same sample size)."""
+    """Everything needed to score generated digits: the classifier with its features
+    (`model`, a with_features(classifier)), its features of the 10k test set (`reference`,
+    the MNIST-FID reference: the report has them from the pass that measured its test
+    accuracy) and held-out real training digits (the real-vs-real floor at the same sample
+    size)."""
 
-    def __init__(self, classifier, test_images, train_images, train_labels, seed=0):
-        self.classifier = classifier
-        self.extractor = feature_extractor(classifier)
-        self.reference = features(self.extractor, test_images)
+    def __init__(self, model, reference, train_images, train_labels, seed=0):
+        self.model, self.reference = model, reference
         self._train_images, self._train_labels = train_images, train_labels
         self._rng = np.random.default_rng(seed)
 
     def real_floor(self, per_digit):
         """MNIST-FID and variety of real training digits (same per-digit count) vs the test set."""
         picks = pick_per_digit(self._train_labels, per_digit, self._rng)
-        feats = features(self.extractor, self._train_images[picks])
+        _, feats = probabilities_and_features(self.model, self._train_images[picks])
         return {"fid": frechet_distance(feats, self.reference),
                 "variety": within_digit_variety(feats, self._train_labels[picks]),
                 **paper_cleanliness(self._train_images[picks])}
@@ -1063,9 +1073,8 @@ class DigitMetrics:
     def score(self, images, labels):
         """Requested-digit accuracy, MNIST-FID, within-digit variety and the cleanliness of the
         paper (paper_cleanliness) of generated digits."""
-        feats = features(self.extractor, images)
-        predicted = classify(self.classifier, images).argmax(1)
-        return {"requested_digit_accuracy": accuracy(labels, predicted),
+        probabilities, feats = probabilities_and_features(self.model, images)
+        return {"requested_digit_accuracy": accuracy(labels, probabilities.argmax(1)),
                 "fid": frechet_distance(feats, self.reference),
                 "variety": within_digit_variety(feats, labels),
                 **paper_cleanliness(images)}
@@ -1073,15 +1082,20 @@ class DigitMetrics:
 
 # == Report: `python analyze.py` ===========================================================
 
-def _report_classifiers(classifier, test_images, test_labels, figures_dir):
-    """Test accuracy of every classifier in weights/; confusion matrix of the shipped one."""
+def _report_classifiers(classifier, shipped_probabilities, test_images, test_labels, figures_dir):
+    """Test accuracy of every classifier in weights/; confusion matrix of the shipped one
+    (`classifier`, whose probabilities for the test digits are already known)."""
     from train_classifier import load_classifier
 
     for weights in sorted(WEIGHTS_DIR.glob("classifier_*.weights.h5")):
         if "." in weights.name.removesuffix(".weights.h5"):
             continue  # a kept copy (.previous, .previous-2) or a run that did not win (.new)
-        model = classifier if weights == CLASSIFIER_WEIGHTS else load_classifier(weights)
-        predicted = classify(model, test_images).argmax(1)
+        if weights == CLASSIFIER_WEIGHTS:
+            model, probabilities = classifier, shipped_probabilities
+        else:
+            model = load_classifier(weights)
+            probabilities = classify(model, test_images)
+        predicted = probabilities.argmax(1)
         trained = (read_record(weights) or {}).get("training", {})
         print(f"classifier ({model.name.removeprefix('classifier_')}, {weights.name}): test accuracy "
               f"{accuracy(test_labels, predicted):.2%} on {len(test_labels):,} digits"
@@ -1114,8 +1128,8 @@ def report_generators(generators, metrics, samples_per_digit, seed, figures_dir=
     floor = metrics.real_floor(samples_per_digit)
     rows, names, table = [], [], []
     for module in generators:
-        name, weights = module.MODEL_NAME, WEIGHTS_DIR / module.WEIGHT_FILES[0]
         draw = module.load_sampler(precision=precision)
+        name, weights = module.MODEL_NAME, getattr(draw, "weights", WEIGHTS_DIR / module.WEIGHT_FILES[0])
         # Warm-up: graph tracing is not generation speed. Two batch sizes, because the GAN's
         # sampler (reduce_retracing) traces once for the first size and once more, for any
         # size, at the second; the diffusion sampler's networks trace once for any size.
@@ -1180,6 +1194,9 @@ def main():
                         help="with --serve: the address to listen on (any other than 127.0.0.1 lets "
                              "other machines in)")
     parser.add_argument("--port", type=int, default=8000, help="with --serve: the port")
+    parser.add_argument("--teacher", action="store_true",
+                        help="with --serve: draw the diffusion model's digits with its full 17-pass sampler "
+                             "instead of the distilled one (weights/distilled)")
     args = parser.parse_args()
     if args.samples_per_digit < 2:
         parser.error("--samples-per-digit must be at least 2")
@@ -1190,21 +1207,24 @@ def main():
         if args.serve:
             from web import server  # the page and its HTTP API live in web/
 
-            server.serve(args.host, args.port, precision=args.precision)
+            server.serve(args.host, args.port, precision=args.precision, teacher=args.teacher)
             return
         from train_classifier import load_classifier
 
         set_seed(args.seed)
         test_images, test_labels = load_digits_csv(TEST_CSV)
         classifier = load_classifier(CLASSIFIER_WEIGHTS)
-        _report_classifiers(classifier, test_images, test_labels, args.figures_dir)
+        # One pass over the test digits: test accuracy, and the MNIST-FID reference features.
+        shipped = with_features(classifier)
+        test_probabilities, test_features = probabilities_and_features(shipped, test_images)
+        _report_classifiers(classifier, test_probabilities, test_images, test_labels, args.figures_dir)
 
         generators = generator_modules(only_trained=True)
         if not generators:
             print("no generator weights in weights/ yet (train_diffusion.py, train_gan.py)")
             return
         train_images, train_labels = load_digits_csv(TRAIN_CSV)
-        metrics = DigitMetrics(classifier, test_images, train_images, train_labels, args.seed)
+        metrics = DigitMetrics(shipped, test_features, train_images, train_labels, args.seed)
         table = report_generators(generators, metrics, args.samples_per_digit, args.seed, args.figures_dir,
                                   args.save_metrics, args.precision)
         if args.json:

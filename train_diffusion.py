@@ -3,13 +3,16 @@
     python train_diffusion.py             # asks: 0 = train from scratch, 1 = continue, 2 = generate only
     python train_diffusion.py --mode 2 --digit 7 --num-per-digit 64 --output sevens.npz
     python train_diffusion.py --mode 1    # continue an interrupted run from its last finished epoch
+    python train_diffusion.py --mode 0 --distill  # teach weights/distilled to draw in 4 passes
 
 A small U-Net is shown digits buried in noise, told how much noise and which digit, and
 learns to predict v, a mix of the noise and the digit (v-prediction on a cosine schedule).
 One label in ten is hidden from it, so it also learns to draw without being told the digit:
 classifier-free guidance pushes each step away from that unconditional guess, and
 autoguidance away from a weaker network of its own kind (weights/autoguide). A moving
-average (EMA) of the weights draws, with DPM-Solver++(2M). README.md explains each idea.
+average (EMA) of the weights draws, with DPM-Solver++(2M): 17 network passes per digit.
+Distillation trains a copy of it on the digits that sampler drew, each with the noise it
+started from, so that 4 plain steps (4 passes) find the same digit. README.md explains each idea.
 
 Drawing writes generated_digits/ddim_generated_<d>.png (and --output an .npz); training writes
 weights/diffusion_model.weights.h5, the checkpoint, and diffusion_ema.weights.h5, the EMA
@@ -17,6 +20,7 @@ network alone, atomically after every epoch: Ctrl-C loses at most the epoch in p
 """
 
 import functools
+import json
 import math
 import sys
 from pathlib import Path
@@ -48,6 +52,15 @@ MIN_SNR_GAMMA = 5.0
 SEED = 42
 DRY_RUN_BATCHES = 2
 
+# -- distillation: a student that draws in DISTILLED_STEPS passes what the sampler draws in 17 --
+DISTILLED_DIR = "distilled"  # the student's run, inside the weights folder of its teacher
+DISTILL_COMMAND = "python train_diffusion.py --mode 0 --distill"
+DISTILL_PAIRS = 60_000  # teacher digits to learn from, as many as MNIST has training digits
+PAIRS_FILE = "teacher_pairs.npz"  # beside the student's weights; the noise is drawn again from the seed
+DISTILL_EPOCHS = 12
+DISTILL_LEARNING_RATE = 5e-4  # the student starts from the teacher, so it needs less than a new run
+DISTILLED_STEPS = 4
+
 # -- sampling -----------------------------------------------------------------------------
 STEPS = 10
 MIN_ANGLE, MAX_ANGLE = 0.02, math.pi / 2  # signal = cos(angle), noise = sin(angle)
@@ -69,6 +82,8 @@ PAPER_LEVEL = 6
 SAMPLER_DEFAULTS = {"steps": STEPS, "guidance": GUIDANCE, "guidance_interval": GUIDANCE_INTERVAL,
                     "autoguidance": AUTOGUIDANCE, "autoguidance_interval": AUTOGUIDANCE_INTERVAL,
                     "paper_level": PAPER_LEVEL}
+# The student's guidance is in its weights: one plain pass per step.
+DISTILLED_DEFAULTS = {**SAMPLER_DEFAULTS, "steps": DISTILLED_STEPS, "guidance": 1.0, "autoguidance": 1.0}
 NUM_PER_DIGIT = 16
 SAMPLING_BATCH = 500
 
@@ -137,15 +152,14 @@ def build_unet(widths=(64, 128), embedding_dim=128, patch=2):
 
 # == Training ==============================================================================
 
-def learning_rate_schedule(steps_per_epoch, epochs):
-    """Linear warm-up, then a cosine decay to 0 at the last epoch: without the decay the EMA
-    digits keep a grey haze."""
+def learning_rate_schedule(steps_per_epoch, epochs, peak=PEAK_LEARNING_RATE):
+    """Linear warm-up to `peak`, then a cosine decay to 0 at the last epoch: without the decay
+    the EMA digits keep a grey haze."""
     import keras
 
     warmup = WARMUP_EPOCHS * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(epochs * steps_per_epoch - warmup, 1), warmup_target=PEAK_LEARNING_RATE,
-        warmup_steps=warmup)
+        0.0, decay_steps=max(epochs * steps_per_epoch - warmup, 1), warmup_target=peak, warmup_steps=warmup)
 
 
 def loss_weights(angle, weighting):
@@ -181,18 +195,21 @@ def make_diffusion(config, precision="float32", loss_weighting="v"):
             return [self.loss_tracker]
 
         def train_step(self, data):
-            images, labels = data
+            # (digits, labels), or for distillation (teacher's digits, labels, the noise each
+            # was drawn from): then the network learns that noise's own path to its digit.
+            images, labels, *paired_noise = data
             n = tf.shape(images)[0]
             x0 = analyze.to_signed_unit(images)
             # Bury each digit in noise at a random angle: signal cos(angle), noise sin(angle).
             angle = tf.random.uniform((n,), MIN_ANGLE, MAX_ANGLE)
-            noise = tf.random.normal(tf.shape(x0))
+            noise = paired_noise[0] if paired_noise else tf.random.normal(tf.shape(x0))
             c, s = tf.cos(angle)[:, None, None, None], tf.sin(angle)[:, None, None, None]
             noisy = c * x0 + s * noise
             target_v = c * noise - s * x0
-            # Hide the digit from one example in ten: the unconditional model guidance needs.
-            dropped = tf.random.uniform((n,)) < LABEL_DROPOUT
-            labels = tf.where(dropped, NULL_LABEL, tf.cast(labels, tf.int32))
+            labels = tf.cast(labels, tf.int32)
+            if not paired_noise:  # a student's guidance is learned from its teacher's digits
+                # Hide the digit from one example in ten: the unconditional model guidance needs.
+                labels = tf.where(tf.random.uniform((n,)) < LABEL_DROPOUT, NULL_LABEL, labels)
             with tf.GradientTape() as tape:
                 v = tf.cast(self.network([noisy, angle, labels], training=True), tf.float32)
                 per_example = tf.reduce_mean(tf.square(v - target_v), axis=[1, 2, 3])
@@ -243,11 +260,9 @@ def precision_history(training, precision):
     return before if before.rsplit(", then ", 1)[-1] == precision else f"{before}, then {precision}"
 
 
-def train(args, model, run, precision, loss_weighting):
-    images, labels = analyze.load_digits_csv(args.csv)
-    print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)} (the network in {precision})")
-    batches = analyze.training_batches(images, labels, args.batch_size, args.seed,
-                                       DRY_RUN_BATCHES if args.dry_run else None)
+def train(args, model, run, arrays, run_info, peak=PEAK_LEARNING_RATE, sampler_defaults=None):
+    """Train on `arrays` (see train_step) for --epochs, checkpointing after every epoch."""
+    batches = analyze.training_batches(arrays, args.batch_size, args.seed, DRY_RUN_BATCHES if args.dry_run else None)
     preview_labels = analyze.requested_labels(None, 2)
     (weights, average), record = run.targets, run.record
 
@@ -256,21 +271,28 @@ def train(args, model, run, precision, loss_weighting):
         analyze.save_weights_atomic(model, weights)
         record["ema_sha256"] = analyze.file_sha256(average)  # the record is written last: see load_ema_network
         analyze.write_json_atomic(record, analyze.record_path(weights))
-        preview = Sampler(model.ema_network)(preview_labels, seed=SEED)
+        preview = Sampler(model.ema_network, defaults=sampler_defaults)(preview_labels, seed=SEED)
         analyze.save_image_grid(preview, Path(args.figures_dir) / "diffusion_progress.png",
                                 columns=10, title=f"EMA samples after epoch {epoch}")
 
     epochs = record["training"].get("epochs", 0) + 1 if args.dry_run else args.epochs
     # Same command, same schedule: the optimizer's step count (in the checkpoint) says where on
     # it a resumed run stands. A larger --epochs stretches the cosine.
-    model.optimizer.learning_rate = learning_rate_schedule(len(batches), epochs)
-    record["training"]["learning_rate"] = {"peak": PEAK_LEARNING_RATE, "warmup_epochs": WARMUP_EPOCHS,
+    model.optimizer.learning_rate = learning_rate_schedule(len(batches), epochs, peak)
+    record["training"]["learning_rate"] = {"peak": peak, "warmup_epochs": WARMUP_EPOCHS,
                                            "decay": "cosine to 0", "over_epochs": epochs}
+    precision = run_info["precision"]
     analyze.fit_resumably(model, batches, record, epochs, args.stop_after,
-                          {"csv": analyze.display_path(args.csv), "batch_size": args.batch_size,
-                           "seed": args.seed, "precision": precision_history(record["training"], precision),
-                           "loss_weighting": loss_weighting},
+                          {**run_info, "batch_size": args.batch_size, "seed": args.seed,
+                           "precision": precision_history(record["training"], precision)},
                           checkpoint)
+
+
+def train_teacher(args, model, run, precision, loss_weighting):
+    images, labels = analyze.load_digits_csv(args.csv)
+    print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)} (the network in {precision})")
+    train(args, model, run, (images, labels), {"csv": analyze.display_path(args.csv), "precision": precision,
+                                               "loss_weighting": loss_weighting})
 
 
 # == Sampling ==============================================================================
@@ -316,12 +338,14 @@ class Sampler:
 
     Each step passes the batch through the network (with the unconditional copies beside it
     inside the guidance interval) and through the weak network inside the autoguidance
-    interval, each network one compiled graph, then takes the solver's update."""
+    interval, each network one compiled graph, then takes the solver's update. A distilled
+    network (defaults=DISTILLED_DEFAULTS) has its guidance built in and makes one pass a step."""
 
-    def __init__(self, network, weak_network=None):
+    def __init__(self, network, weak_network=None, defaults=None):
         self.network, self.weak_network = network, weak_network
         # Without a weak network (a run of your own, training's previews): guidance alone.
-        self.defaults = {**SAMPLER_DEFAULTS, **({} if weak_network is not None else {"autoguidance": 1.0})}
+        self.defaults = defaults or {**SAMPLER_DEFAULTS, **({} if weak_network is not None else {"autoguidance": 1.0})}
+        self.distilled = defaults is DISTILLED_DEFAULTS
         self._network_pass = compiled_pass(network)
         self._weak_pass = None if weak_network is None else compiled_pass(weak_network)
 
@@ -349,24 +373,41 @@ class Sampler:
         """uint8 digits (N x 28 x 28, 0 = background) of the requested labels."""
         return self.with_steps(labels, seed, keep_steps=False, **settings)[0]
 
-    def with_steps(self, labels, seed=SEED, steps=STEPS, guidance=None, guidance_interval=GUIDANCE_INTERVAL,
+    def schedule(self, steps=None, guidance=None, guidance_interval=GUIDANCE_INTERVAL, autoguidance=None,
+                 autoguidance_interval=AUTOGUIDANCE_INTERVAL):
+        """(steps, guidance, autoguidance, per step: guided?, autoguided?), settings left None
+        taking self.defaults'."""
+        if self.distilled and {guidance, autoguidance} - {None, 1}:
+            raise DataError("the distilled sampler's guidance is in its weights; --guidance and --autoguidance "
+                            "need the full sampler (--teacher)")
+        steps, guidance, autoguidance = (self.defaults[key] if value is None else value for key, value in
+                                         (("steps", steps), ("guidance", guidance), ("autoguidance", autoguidance)))
+        noisy_angles = sampling_angles(steps)[:-1]
+        guided = [guidance != 1 and inside for inside in in_interval(noisy_angles, guidance_interval)]
+        autoguided = [autoguidance != 1 and inside for inside in in_interval(noisy_angles, autoguidance_interval)]
+        if any(autoguided) and self.weak_network is None:
+            raise DataError("autoguidance needs a weak network (load_weak_network), or --autoguidance 1")
+        return steps, guidance, autoguidance, guided, autoguided
+
+    def passes_per_digit(self, **settings):
+        """Network passes each digit costs: one a step, one more where each guidance acts."""
+        steps, _, _, guided, autoguided = self.schedule(**settings)
+        return steps + sum(guided) + sum(autoguided)
+
+    def with_steps(self, labels, seed=SEED, steps=None, guidance=None, guidance_interval=GUIDANCE_INTERVAL,
                    autoguidance=None, autoguidance_interval=AUTOGUIDANCE_INTERVAL, paper_level=PAPER_LEVEL,
-                   batch_size=SAMPLING_BATCH, progress=False, keep_steps=True):
+                   batch_size=SAMPLING_BATCH, progress=False, keep_steps=True, noise=None):
         """(digits, steps): the digits, and uint8 steps x N x 28 x 28 pictures of the clean digit
-        as the network estimated it at each step (empty unless keep_steps). guidance and
-        autoguidance left None take self.defaults'; outside their intervals a step makes the
-        plain conditional pass alone."""
+        as the network estimated it at each step (empty unless keep_steps). Settings left None
+        take self.defaults'; outside their intervals a step makes the plain conditional pass
+        alone. `noise` (N x 28 x 28 x 1) is where the digits start instead of noise from `seed`."""
         import keras
         import tensorflow as tf
 
-        guidance = self.defaults["guidance"] if guidance is None else guidance
-        autoguidance = self.defaults["autoguidance"] if autoguidance is None else autoguidance
+        steps, guidance, autoguidance, guided, autoguided = self.schedule(
+            steps, guidance, guidance_interval, autoguidance, autoguidance_interval)
         angles = sampling_angles(steps)
         coefficients = solver_coefficients(angles)
-        guided = [guidance != 1 and inside for inside in in_interval(angles[:-1], guidance_interval)]
-        autoguided = [autoguidance != 1 and inside for inside in in_interval(angles[:-1], autoguidance_interval)]
-        if any(autoguided) and self.weak_network is None:
-            raise DataError("autoguidance needs a weak network (load_weak_network), or --autoguidance 1")
 
         def pixels(x0):
             digits = analyze.from_signed_unit(x0)
@@ -380,7 +421,8 @@ class Sampler:
         for start in range(0, len(labels), batch_size):
             batch_labels = tf.constant(labels[start:start + batch_size], tf.int32)
             n = len(batch_labels)
-            x = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32))  # pure noise
+            x = tf.constant(rng.standard_normal((n, 28, 28, 1), dtype=np.float32) if noise is None
+                            else noise[start:start + n])  # pure noise
             x0 = tf.zeros_like(x)
             batch_estimates = []
             for i in range(steps):
@@ -434,17 +476,114 @@ def load_weak_network(weights_dir):
     return load_ema_network(run, make_command)
 
 
-def drawing_sampler(network, weak_network=None, precision="auto"):
+def distill_command(weights_dir):
+    default = Path(weights_dir).resolve() == analyze.WEIGHTS_DIR.resolve()
+    return DISTILL_COMMAND + ("" if default else f" --weights-dir {analyze.display_path(weights_dir)}")
+
+
+def has_distilled(weights_dir):
+    """Whether <weights_dir>/distilled holds a distilled sampler to draw with."""
+    return (Path(weights_dir) / DISTILLED_DIR / WEIGHT_FILES[1]).is_file()
+
+
+def drawing_sampler(network, weak_network=None, precision="auto", defaults=None):
     cast = functools.partial(analyze.network_in_precision, precision=precision)
-    return Sampler(cast(network), None if weak_network is None else cast(weak_network))
+    return Sampler(cast(network), None if weak_network is None else cast(weak_network), defaults)
 
 
-def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", autoguidance=None):
-    """The generator contract (analyze.GENERATOR_SCRIPTS): a Sampler on the EMA weights, and on
-    the weak network beside them if drawing at `autoguidance` takes it."""
+def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", autoguidance=None, teacher=False):
+    """The generator contract (analyze.GENERATOR_SCRIPTS): the distilled sampler in
+    <weights_dir>/distilled if there is one, unless `teacher` or an `autoguidance` scale asks
+    for the full one: a Sampler on the EMA weights, and on the weak network beside them if
+    drawing at `autoguidance` takes it."""
     run = analyze.start_or_resume(2, weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND)
+    if has_distilled(weights_dir) and not teacher and autoguidance is None:
+        folder, make_command = Path(weights_dir) / DISTILLED_DIR, distill_command(weights_dir)
+        student = analyze.start_or_resume(2, folder, WEIGHT_FILES, MODEL_CONFIG, BUILDER, make_command)
+        taught_by = (student.record or {}).get("distilled_from", {}).get("teacher_ema_sha256")
+        if taught_by != (run.record or {}).get("ema_sha256"):
+            raise DataError(f"{analyze.display_path(folder)} was distilled from another network than the one in "
+                            f"{analyze.display_path(weights_dir)}; remake it with `{make_command}`, or draw with "
+                            "the full sampler (--teacher)")
+        sampler = drawing_sampler(load_ema_network(student, make_command), None, precision, DISTILLED_DEFAULTS)
+        sampler.weights = student.sources[0]  # its record, not the teacher's, is where its figures go
+        return sampler
     weak_network = load_weak_network(weights_dir) if uses_weak_network(weights_dir, autoguidance) else None
     return drawing_sampler(load_ema_network(run), weak_network, precision)
+
+
+# == Distillation ==========================================================================
+
+def pair_noise(seed, chunk, size):
+    """The noise the teacher starts chunk number `chunk` of its pairs from: drawn again from
+    the seed when the student trains, so only the digits are stored."""
+    return np.random.default_rng([seed, chunk]).standard_normal((size, 28, 28, 1), dtype=np.float32)
+
+
+def teacher_pairs(teacher, path, count, seed, chunk, about):
+    """`count` (digit, label, noise) triples: the teacher's digits, each drawn from its noise.
+    They are kept in `path` (with `about`, what drew them) after every chunk, so an interrupted
+    run keeps what it drew."""
+    import keras
+
+    images, labels = np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int32)
+    if path.is_file():
+        with np.load(path) as saved:
+            if json.loads(str(saved["about"])) != about:
+                raise DataError(f"{analyze.display_path(path)} was drawn by another teacher or sampler than "
+                                "this run's; move it away to draw new pairs")
+            images, labels = saved["images"], saved["labels"]
+    chunks = math.ceil(count / chunk)
+    if len(images) < chunks * chunk:
+        print(f"the teacher draws {chunks * chunk:,} digits to learn from ({len(images):,} drawn already), "
+              f"{teacher.passes_per_digit(steps=about['steps'])} network passes each")
+        bar = keras.utils.Progbar(chunks * chunk, unit_name="digit", verbose=analyze.progress_verbosity())
+        bar.update(len(images))
+    for k in range(len(images) // chunk, chunks):
+        chunk_labels = analyze.requested_labels(None, chunk // analyze.NUM_CLASSES)
+        digits = teacher(chunk_labels, noise=pair_noise(seed, k, chunk), steps=about["steps"])
+        images, labels = np.concatenate([images, digits]), np.concatenate([labels, chunk_labels])
+        with analyze.atomic_path(path) as tmp:
+            np.savez(tmp, images=images, labels=labels, about=json.dumps(about))
+        bar.add(chunk)
+    noise = np.concatenate([pair_noise(seed, k, chunk) for k in range(chunks)])
+    return images[:count], labels[:count], noise[:count]
+
+
+def distill(args, mode, precision, session):
+    """Modes 0 and 1 with --distill: train the student in <weights-dir>/distilled to draw in
+    DISTILLED_STEPS plain steps what the teacher's full sampler draws; returns the student."""
+    teacher_run = analyze.start_or_resume(2, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER, MAKE_COMMAND)
+    teacher_network = load_ema_network(teacher_run)
+    weak_network = load_weak_network(args.weights_dir) if uses_weak_network(args.weights_dir) else None
+    teacher = drawing_sampler(teacher_network, weak_network, args.precision)
+    make_command = distill_command(args.weights_dir)
+    folder = Path(args.weights_dir) / DISTILLED_DIR
+    run = session.run = analyze.start_or_resume(mode, folder, WEIGHT_FILES, teacher_run.config, BUILDER,
+                                                make_command, args.dry_run)
+    about = json.loads(json.dumps({"teacher_ema_sha256": (teacher_run.record or {}).get("ema_sha256"),
+                                   "seed": args.seed, **teacher.defaults, **({"steps": 2} if args.dry_run else {})}))
+    # A dry run draws one small chunk, of whole rows of ten digits.
+    chunk = (analyze.NUM_CLASSES * math.ceil(args.batch_size * DRY_RUN_BATCHES / analyze.NUM_CLASSES)
+             if args.dry_run else SAMPLING_BATCH)
+    count = chunk if args.dry_run else DISTILL_PAIRS
+    pairs = teacher_pairs(teacher, run.targets[0].parent / PAIRS_FILE, count, args.seed, chunk, about)
+    if run.sources:
+        model = load_diffusion(run, precision, make_command)
+    else:
+        model = make_diffusion(run.config, precision)
+        model.network.set_weights(teacher_network.get_weights())
+        model.ema_network.set_weights(teacher_network.get_weights())
+    run.record["distilled_from"] = {
+        "method": "trained on the teacher's own (noise, digit) pairs, so that few plain steps follow them "
+                  "(reflow, Liu et al. 2023)",
+        "teacher": analyze.display_path(teacher_run.sources[1]), "pairs": count, **about,
+        "passes_per_digit": teacher.passes_per_digit(steps=about["steps"])}
+    print(f"distilling into {analyze.display_path(run.targets[0].parent)} on {count:,} teacher digits "
+          f"(the network in {precision})")
+    train(args, model, run, pairs, {"pairs": analyze.display_path(run.targets[0].parent / PAIRS_FILE),
+                                    "precision": precision}, DISTILL_LEARNING_RATE, DISTILLED_DEFAULTS)
+    return model.ema_network
 
 
 # == Command line ==========================================================================
@@ -472,22 +611,29 @@ SAMPLER_FLAGS = ("steps", "guidance", "autoguidance", "paper_level")
 
 
 def add_sampler_arguments(parser):
-    """The Sampler's settings as flags (dests SAMPLER_FLAGS); benchmarks/cas.py takes them too."""
-    parser.add_argument("--steps", type=int, default=STEPS, help="sampling steps")
+    """The Sampler's settings as flags (dests SAMPLER_FLAGS, and --teacher); benchmarks/cas.py
+    takes them too."""
+    parser.add_argument("--teacher", action="store_true",
+                        help=f"draw with the full sampler ({STEPS} steps with guidance) even where "
+                             f"<weights-dir>/{DISTILLED_DIR} holds a distilled one")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"sampling steps (default: {STEPS}, or {DISTILLED_STEPS} for a distilled sampler)")
     parser.add_argument("--guidance", type=float, default=None,
-                        help="classifier-free guidance scale (1 = plain conditional, 0 = unconditional; "
-                             f"default: {GUIDANCE:g})")
+                        help="classifier-free guidance scale of the full sampler (1 = plain conditional, "
+                             f"0 = unconditional; default: {GUIDANCE:g}); implies --teacher")
     parser.add_argument("--autoguidance", type=float, default=None,
                         help=f"autoguidance scale: steer away from the weak network in <weights-dir>/{WEAK_DIR} "
-                             f"(1 = off; default: {AUTOGUIDANCE:g} if there is one, else off)")
+                             f"(1 = off; default: {AUTOGUIDANCE:g} if there is one, else off); implies --teacher")
     parser.add_argument("--paper-level", type=int, default=PAPER_LEVEL,
                         help="pixels at or below this grey level (0-255) are drawn as blank paper (0 = as estimated)")
 
 
 def check_sampler_arguments(parser, args):
     """A one-line usage error (exit 2) for settings the Sampler cannot draw with."""
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
+    # Guidance is the full sampler's: asking for it asks for that sampler.
+    args.teacher = args.teacher or args.guidance is not None or args.autoguidance is not None
     for flag in ("guidance", "autoguidance"):
         if (getattr(args, flag) or 0) < 0:
             parser.error(f"--{flag} must be 0 or more")
@@ -506,43 +652,65 @@ def parse_args(argv=None):
         figures="ddim_generated_<d>.png and diffusion_progress.png",
         dry_run=f"train {DRY_RUN_BATCHES} batches for one epoch and draw with 2 steps; it never writes "
                 "into weights/ nor over weights a real run made")
+    parser.add_argument("--distill", action="store_true",
+                        help=f"with --mode 0 or 1: train the distilled sampler in <weights-dir>/{DISTILLED_DIR}, "
+                             f"from the network in <weights-dir> (--epochs defaults to {DISTILL_EPOCHS} then)")
     parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default=None,
                         help="a new run's loss: v (the plain error of v) or min-snr (Min-SNR-gamma, the weak "
                              "network's recipe) (default: v; a continued run keeps its record's)")
     add_sampler_arguments(parser)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--distill" in argv:
+        parser.set_defaults(epochs=DISTILL_EPOCHS)
     args = analyze.parse_generator_args(parser, argv)
     check_sampler_arguments(parser, args)
     return args
+
+
+def train_network(args, mode, session, weak_network):
+    """Modes 0 and 1: train the network in --weights-dir on --csv; returns its sampler."""
+    run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
+                                                MAKE_COMMAND, args.dry_run)
+    loss_weighting = recorded_loss_weighting(run.record) if run.sources else args.loss_weighting or "v"
+    if args.loss_weighting not in (None, loss_weighting):
+        raise DataError(f"the run in {analyze.display_path(args.weights_dir)} trained with --loss-weighting "
+                        f"{loss_weighting}; --loss-weighting chooses for new runs (--mode 0)")
+    precision = analyze.resolve_precision("float32" if args.precision == "auto" else args.precision)
+    model = load_diffusion(run, precision) if run.sources else make_diffusion(run.config, precision, loss_weighting)
+    train_teacher(args, model, run, precision, loss_weighting)
+    return drawing_sampler(model.ema_network, weak_network, args.precision)
 
 
 def main(argv=None):
     args = parse_args(argv)
     mode = args.mode if args.mode is not None else ask_mode()
     with analyze.generator_errors() as session:
-        run = session.run = analyze.start_or_resume(mode, args.weights_dir, WEIGHT_FILES, MODEL_CONFIG, BUILDER,
-                                                    MAKE_COMMAND, args.dry_run)
-        loss_weighting = recorded_loss_weighting(run.record) if run.sources else args.loss_weighting or "v"
-        if args.loss_weighting not in (None, loss_weighting):
-            raise DataError(f"the run in {analyze.display_path(args.weights_dir)} trained with --loss-weighting "
-                            f"{loss_weighting}; --loss-weighting chooses for new runs (--mode 0)")
-        if args.autoguidance is None and not has_weak_network(args.weights_dir):
-            print(f"no weak network in {analyze.display_path(Path(args.weights_dir) / WEAK_DIR)}: drawing with "
+        if args.distill and mode == 2:
+            raise DataError("--distill trains (--mode 0 or 1); --mode 2 draws with the distilled sampler wherever "
+                            "there is one")
+        distilled = args.distill or (mode == 2 and not args.teacher and has_distilled(args.weights_dir))
+        if not distilled and args.autoguidance is None and not has_weak_network(args.weights_dir):
+            print(f"no weak network in {analyze.display_path(args.weights_dir / WEAK_DIR)}: drawing with "
                   "classifier-free guidance alone")
         # A weak network that is asked for and missing is said before any training.
-        weak_network = load_weak_network(args.weights_dir) if uses_weak_network(args.weights_dir,
-                                                                                  args.autoguidance) else None
+        weak_network = (load_weak_network(args.weights_dir) if mode != 2 and not distilled
+                        and uses_weak_network(args.weights_dir, args.autoguidance) else None)
         analyze.set_seed(args.seed)
-        if run.mode == 2:
-            network = load_ema_network(run)
-        else:
+        if args.distill:
             precision = analyze.resolve_precision("float32" if args.precision == "auto" else args.precision)
-            model = (load_diffusion(run, precision) if run.sources
-                     else make_diffusion(run.config, precision, loss_weighting))
-            train(args, model, run, precision, loss_weighting)
-            network = model.ema_network
+            sampler = drawing_sampler(distill(args, mode, precision, session), None, args.precision,
+                                      DISTILLED_DEFAULTS)
+        elif mode == 2:
+            if distilled:
+                print(f"drawing with the distilled sampler in {analyze.display_path(args.weights_dir / DISTILLED_DIR)}"
+                      " (--teacher: the full one)")
+            sampler = load_sampler(args.weights_dir, args.precision, args.autoguidance, args.teacher)
+        else:
+            sampler = train_network(args, mode, session, weak_network)
 
-        sampler = drawing_sampler(network, weak_network, args.precision)
         settings = {**sampler_settings(args), **({"steps": 2} if args.dry_run else {})}
+        print(f"{sampler.passes_per_digit(**{k: settings[k] for k in ('steps', 'guidance', 'autoguidance')})} "
+              "network passes per digit")
         analyze.draw_and_save(lambda labels: sampler(labels, args.seed, progress=True, **settings),
                               args, "ddim_generated")
 

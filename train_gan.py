@@ -230,7 +230,7 @@ def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto"):
 def train(args, gan, run):
     images, labels = analyze.load_digits_csv(args.csv)
     print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)}")
-    batches = analyze.training_batches(images, labels, args.batch_size, args.seed,
+    batches = analyze.training_batches((images, labels), args.batch_size, args.seed,
                                        DRY_RUN_BATCHES if args.dry_run else None)
     g_path, d_path, ema_path = run.targets
     record = run.record

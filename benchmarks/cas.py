@@ -6,6 +6,7 @@ generated digits reads real ones.
     python benchmarks/cas.py --quick             # a smoke test: 20 per digit, 1 epoch
     python benchmarks/cas.py --models diffusion --weights-dir runs/mine   # a run of your own
     python benchmarks/cas.py --models diffusion --guidance 1 --autoguidance 1   # unguided
+    python benchmarks/cas.py --models diffusion --teacher   # the full sampler, not the distilled one
 
 For each generator in --weights-dir (default weights/) it draws --per-digit digits of each
 class (seed --seed), trains the project's CNN (train_classifier.build_classifier, its optimizer
@@ -77,7 +78,7 @@ def print_and_save(rows, args, changed, num_test):
         print(f"| {name} | {acc:.2%} | {100 * (acc - reference):+.2f} points |")
     for name, module, acc, sampler in rows:
         if args.save and module is not None:
-            weights = args.weights_dir / module.WEIGHT_FILES[0]
+            weights = getattr(sampler, "weights", args.weights_dir / module.WEIGHT_FILES[0])
             record = analyze.read_record(weights)
             if record is None:
                 raise analyze.DataError(f"{analyze.display_path(analyze.record_path(weights))}: no record to "
@@ -127,8 +128,8 @@ def main():
         test_images, test_labels = analyze.load_digits_csv(analyze.TEST_CSV)
         generators = trained_generators(args.weights_dir, args.models)
         # Every sampler loads before any training, so a missing or broken file fails at once.
-        autoguidance = {"autoguidance": diffusion_settings["autoguidance"]}
-        samplers = [module.load_sampler(args.weights_dir, args.precision, **(autoguidance if module.MODEL_NAME == "diffusion" else {}))
+        which = {"autoguidance": diffusion_settings["autoguidance"], "teacher": args.teacher}
+        samplers = [module.load_sampler(args.weights_dir, args.precision, **(which if module.MODEL_NAME == "diffusion" else {}))
                     for module in generators]
         rows = []
         images, labels = real_subset(train_images, train_labels, args.per_digit, args.seed)

@@ -53,7 +53,7 @@ def test_an_ensemble_averages_its_networks_and_a_finished_network_is_not_trained
     digits = analyze.to_model_input(mnist["x_test"][:8])
     alone = [np.asarray(network(digits)) for network in networks]
     np.testing.assert_allclose(np.asarray(ensemble(digits)), np.mean(alone, axis=0), atol=1e-6)
-    assert analyze.feature_extractor(ensemble).output.shape[-1] == 2 * 64
+    assert analyze.with_features(ensemble).outputs[1].shape[-1] == 2 * 64
     args.epochs = 4  # another run's network is not taken for this one's
     with pytest.raises(analyze.DataError, match="another run"):
         train_classifier.train_network(args, 1, None, None, None)

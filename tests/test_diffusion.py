@@ -122,6 +122,78 @@ def test_diffusion_rejects_bad_sampler_flags():
         assert_clean_failure(run_script("train_diffusion.py", "--mode", "2", *flags), message)
 
 
+# -- distillation ------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' save_weights under NumPy 2
+def test_a_distilled_sampler_learns_from_its_teacher_and_draws_until_the_teacher_changes(tmp_path, diffusion_run):
+    copy_weights(diffusion_run, tmp_path, train_diffusion.WEIGHT_FILES)
+    student_dir = tmp_path / train_diffusion.DISTILLED_DIR
+    flags = ("--num-per-digit", "1", "--digit", "3")
+    taught = run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "0", "--distill", "--dry-run",
+                                        "--batch-size", "8", *flags))
+    assert taught.returncode == 0, taught.stderr
+    assert "the teacher draws 20 digits to learn from" in taught.stdout, taught.stdout
+    record = analyze.read_record(student_dir / CHECKPOINT)
+    teacher_sha = analyze.read_record(tmp_path / CHECKPOINT)["ema_sha256"]
+    assert record["distilled_from"]["teacher_ema_sha256"] == teacher_sha
+    assert record["training"]["epochs"] == 1 and record["ema_sha256"] == analyze.file_sha256(student_dir / AVERAGE)
+    with np.load(student_dir / train_diffusion.PAIRS_FILE) as pairs:
+        assert pairs["images"].shape == (20, 28, 28)  # whole rows of ten, at least the 2 batches of 8
+    # The student starts from its teacher's average, and training moved it.
+    teacher = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, teacher=True)
+    student = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING)
+    assert student.defaults is train_diffusion.DISTILLED_DEFAULTS and teacher.passes_per_digit() == 12  # 2 guided
+    assert not all(np.array_equal(a, b) for a, b in zip(student.network.get_weights(), teacher.network.get_weights()))
+    drawn = run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "2", *flags))
+    assert drawn.returncode == 0 and "drawing with the distilled sampler" in drawn.stdout
+    assert f"\n{train_diffusion.DISTILLED_STEPS} network passes per digit" in drawn.stdout
+    # A teacher trained on is another network: its old student is refused, the teacher still draws.
+    record_file = analyze.record_path(tmp_path / CHECKPOINT)
+    record_file.write_text(record_file.read_text().replace(teacher_sha, "0" * 64))
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "2", *flags)),
+                         "was distilled from another network", "--teacher")
+    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, teacher=True).network is not None
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "2", "--distill")),
+                         "--distill trains")
+
+
+def test_teacher_pairs_keep_what_was_drawn_and_draw_the_same_noise_again(tmp_path):
+    calls = []
+
+    def teacher(labels, noise, steps):
+        calls.append(len(labels))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second chunk is drawn
+        return np.clip(noise[..., 0] * 100, 0, 255).astype(np.uint8)
+
+    teacher.passes_per_digit = lambda steps: steps
+    path, about = tmp_path / "pairs.npz", {"seed": 5, "steps": 4}
+    with pytest.raises(KeyboardInterrupt):
+        train_diffusion.teacher_pairs(teacher, path, 40, 5, 20, about)
+    with np.load(path) as kept:
+        assert kept["images"].shape == (20, 28, 28)  # the first chunk was kept
+    images, labels, noise = train_diffusion.teacher_pairs(teacher, path, 40, 5, 20, about)
+    assert calls == [20, 20, 20] and images.shape == (40, 28, 28) and noise.shape == (40, 28, 28, 1)
+    np.testing.assert_array_equal(labels, np.tile(np.repeat(np.arange(10), 2), 2))
+    np.testing.assert_array_equal(images, np.clip(noise[..., 0] * 100, 0, 255).astype(np.uint8))
+    with pytest.raises(analyze.DataError, match="another teacher or sampler"):
+        train_diffusion.teacher_pairs(teacher, path, 40, 6, 20, {**about, "seed": 6})
+
+
+def test_a_distilled_sampler_makes_one_pass_a_step_and_has_no_guidance_to_set(mnist):
+    digits = mnist["x_test"][:2]
+    network = StandIn(signed(digits), signed(digits))
+    student = train_diffusion.Sampler(network, defaults=train_diffusion.DISTILLED_DEFAULTS)
+    labels = np.array([7, 2], np.int32)
+    assert close(student(labels, seed=1, paper_level=0), digits)
+    assert network.calls == [1] * train_diffusion.DISTILLED_STEPS == [1] * student.passes_per_digit()
+    with pytest.raises(analyze.DataError, match="guidance is in its weights"):
+        student(labels, seed=1, guidance=2.0)
+    # The full sampler's count: a pass a step, one more for each step either guidance acts on.
+    full = train_diffusion.Sampler(network, weak_network=network)
+    assert full.passes_per_digit() == 17 == full.passes_per_digit(steps=10)
+
+
 # -- the weak network (autoguidance) -----------------------------------------------------------
 
 def test_the_weak_network_loads_from_its_averaged_weights_and_record(tmp_path, diffusion_run):

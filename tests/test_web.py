@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -204,10 +205,13 @@ def test_gan_digits_are_the_command_lines(web, tmp_path):
 def test_diffusion_answers_with_its_denoising_steps(web):
     status, _, data = post(web, "/api/generate", {"model": "diffusion", "digit": 8, "count": 2, "seed": 5})
     assert status == 200, data
-    assert data["num_steps"] == train_diffusion.STEPS
+    # The distilled sampler where weights/distilled holds one, else the full one.
+    expected_steps = (train_diffusion.DISTILLED_STEPS if train_diffusion.has_distilled(analyze.WEIGHTS_DIR)
+                      else train_diffusion.STEPS)
+    assert data["num_steps"] == expected_steps
     assert data["command"] == "python train_diffusion.py --generate --digit 8 --seed 5 --num-per-digit 2"
     digits, steps = decode_png_url(data["digits"]), decode_png_url(data["steps"])
-    assert digits.shape == (28, 56) and steps.shape == (train_diffusion.STEPS * 28, 56)
+    assert digits.shape == (28, 56) and steps.shape == (expected_steps * 28, 56)
     np.testing.assert_array_equal(steps[-28:], digits)  # the last estimate is the digit
     assert np.abs(steps[:28].astype(int) - digits).mean() > 5  # the first one is still a blur
     np.testing.assert_array_equal(digits, server.sheet(sampled(web, "diffusion", 8, 2, 5)[None]))
@@ -490,6 +494,29 @@ def test_a_model_without_weights_leaves_the_rest_working(tmp_path):
     finally:
         app.shutdown()
         app.server_close()
+
+
+def test_teacher_asks_the_diffusion_model_alone_for_its_full_sampler(tmp_path, monkeypatch):
+    # `analyze.py --serve --teacher`: stand-ins record what each load_sampler was asked for.
+    asked = {}
+
+    def stand_in(name, model_name):
+        def load_sampler(weights_dir, precision, **options):
+            asked[model_name] = options
+            raise analyze.DataError("no weights here")
+        return SimpleNamespace(__name__=name, MODEL_NAME=model_name, MAKE_COMMAND="", load_sampler=load_sampler)
+
+    monkeypatch.setattr(analyze, "generator_modules",
+                        lambda: [stand_in("train_diffusion", "diffusion"), stand_in("train_gan", "GAN")])
+    models = server.Models.load(weights_dir=tmp_path, classifier_weights=tmp_path / "classifier_model.weights.h5",
+                                log=lambda line: None, teacher=True)
+    assert asked == {"diffusion": {"teacher": True}, "GAN": {}}
+    # The page's command line draws what the page drew: with the same sampler.
+    assert models.generators["diffusion"].command(8, 5, 2).endswith("--num-per-digit 2 --teacher")
+    assert models.generators["gan"].command(8, 5, 2).endswith("--num-per-digit 2")
+    server.Models.load(weights_dir=tmp_path, classifier_weights=tmp_path / "classifier_model.weights.h5",
+                       log=lambda line: None)
+    assert asked == {"diffusion": {}, "GAN": {}}  # by default: the distilled sampler where there is one
 
 
 # -- the command ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     python analyze.py --serve                   # http://127.0.0.1:8000/ until Ctrl-C
     python analyze.py --serve --port 8080
     python analyze.py --serve --host 0.0.0.0    # lets other machines in (a warning says so)
+    python analyze.py --serve --teacher         # the diffusion model's full sampler, not the distilled one
 
 serve() binds first (a busy port is one line at once), then loads the shipped models once:
 the classifier and every generator of analyze.GENERATOR_SCRIPTS whose weights are present.
@@ -228,13 +229,18 @@ def picture_bytes(text, name):
 # Models: loaded once, each call serialized by its own lock
 # =========================================================================================
 
-class Generator:
-    """One generator script (analyze.GENERATOR_SCRIPTS) as the page uses it."""
+TEACHER_MODEL = "diffusion"  # the generator whose load_sampler takes teacher=True (its full sampler)
 
-    def __init__(self, module):
+
+class Generator:
+    """One generator script (analyze.GENERATOR_SCRIPTS) as the page uses it; `teacher`: the
+    diffusion model's full sampler instead of its distilled one (`--teacher`)."""
+
+    def __init__(self, module, teacher=False):
         self.module = module
         self.key = module.MODEL_NAME.lower()
         self.name = module.MODEL_NAME
+        self.teacher = teacher and self.key == TEACHER_MODEL
         self.default_seed = int(getattr(module, "SEED", 0))
         self.sampler, self.error, self.num_steps = None, None, None
         self.lock = threading.Lock()  # a sampler is not thread-safe
@@ -242,7 +248,7 @@ class Generator:
     def command(self, digit, seed, count):
         """The command line that draws the same digits (both scripts take the shared flags)."""
         return (f"python {self.module.__name__}.py --generate --digit {digit} --seed {seed} "
-                f"--num-per-digit {count}")
+                f"--num-per-digit {count}" + " --teacher" * self.teacher)
 
     def describe(self):
         return {"key": self.key, "name": self.name, "ready": self.sampler is not None, "error": self.error,
@@ -261,8 +267,9 @@ class Models:
 
     @classmethod
     def load(cls, weights_dir=analyze.WEIGHTS_DIR, classifier_weights=analyze.CLASSIFIER_WEIGHTS, log=print,
-             precision="auto"):
-        """Load every model it can; a missing or broken one is recorded with its DataError."""
+             precision="auto", teacher=False):
+        """Load every model it can; a missing or broken one is recorded with its DataError.
+        `teacher`: the diffusion model draws with its full sampler, not the distilled one."""
         import tensorflow as tf
         from train_classifier import load_classifier
 
@@ -280,15 +287,17 @@ class Models:
             models.classifier, models.classifier_error = None, str(exc)
             log(f"classifier: missing: {exc}")
         for module in analyze.generator_modules():
-            generator = Generator(module)
+            generator = Generator(module, teacher)
             try:
-                generator.sampler = module.load_sampler(weights_dir, precision)
+                generator.sampler = module.load_sampler(weights_dir, precision,
+                                                        **({"teacher": True} if generator.teacher else {}))
                 # Two batch sizes: the second trace is shape-generic, so no request pays for tracing.
                 for count in (1, 2):
                     digits, steps = generator.sampler.with_steps(analyze.requested_labels(0, count), 0)
                 generator.num_steps = int(steps.shape[0])
                 models.read(digits)
-                log(f"{generator.name}: ready ({generator.num_steps} step{'s' * (generator.num_steps > 1)})")
+                log(f"{generator.name}: ready ({generator.num_steps} step{'s' * (generator.num_steps > 1)}"
+                    + (", the full sampler: --teacher" if generator.teacher else "") + ")")
             except DataError as exc:
                 generator.sampler, generator.error = None, str(exc)
                 log(f"{generator.name}: missing: {exc}")
@@ -791,8 +800,9 @@ def start(host="127.0.0.1", port=0, models=None, quiet=True):
 
 
 def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
-          classifier_weights=analyze.CLASSIFIER_WEIGHTS, precision="auto"):
-    """Load the models and answer until Ctrl-C (`python analyze.py --serve`).
+          classifier_weights=analyze.CLASSIFIER_WEIGHTS, precision="auto", teacher=False):
+    """Load the models and answer until Ctrl-C (`python analyze.py --serve`); `teacher`: the
+    diffusion model's full sampler instead of the distilled one (`--serve --teacher`).
 
     Like every script, it ends with one `error: ...` line on bad input (a busy port, a host
     it cannot listen on)."""
@@ -813,7 +823,8 @@ def serve(host="127.0.0.1", port=8000, weights_dir=analyze.WEIGHTS_DIR,
                   flush=True)
         print("loading the models...", flush=True)
         server.app.models = Models.load(weights_dir, classifier_weights,
-                                        log=lambda line: print("  " + line, flush=True), precision=precision)
+                                        log=lambda line: print("  " + line, flush=True), precision=precision,
+                                        teacher=teacher)
         print(f"open {server.url} in a browser (Ctrl-C to stop)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
