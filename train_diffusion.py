@@ -57,7 +57,7 @@ DISTILLED_DIR = "distilled"  # the student's run, inside the weights folder of i
 DISTILL_COMMAND = "python train_diffusion.py --mode 0 --distill"
 DISTILL_PAIRS = 60_000  # teacher digits to learn from, as many as MNIST has training digits
 PAIRS_FILE = "teacher_pairs.npz"  # beside the student's weights; the noise is drawn again from the seed
-DISTILL_EPOCHS = 12
+DISTILL_EPOCHS = 6
 DISTILL_LEARNING_RATE = 5e-4  # the student starts from the teacher, so it needs less than a new run
 DISTILLED_STEPS = 4
 
@@ -281,18 +281,10 @@ def train(args, model, run, arrays, run_info, peak=PEAK_LEARNING_RATE, sampler_d
     model.optimizer.learning_rate = learning_rate_schedule(len(batches), epochs, peak)
     record["training"]["learning_rate"] = {"peak": peak, "warmup_epochs": WARMUP_EPOCHS,
                                            "decay": "cosine to 0", "over_epochs": epochs}
-    precision = run_info["precision"]
     analyze.fit_resumably(model, batches, record, epochs, args.stop_after,
                           {**run_info, "batch_size": args.batch_size, "seed": args.seed,
-                           "precision": precision_history(record["training"], precision)},
+                           "precision": precision_history(record["training"], run_info["precision"])},
                           checkpoint)
-
-
-def train_teacher(args, model, run, precision, loss_weighting):
-    images, labels = analyze.load_digits_csv(args.csv)
-    print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)} (the network in {precision})")
-    train(args, model, run, (images, labels), {"csv": analyze.display_path(args.csv), "precision": precision,
-                                               "loss_weighting": loss_weighting})
 
 
 # == Sampling ==============================================================================
@@ -677,7 +669,10 @@ def train_network(args, mode, session, weak_network):
                         f"{loss_weighting}; --loss-weighting chooses for new runs (--mode 0)")
     precision = analyze.resolve_precision("float32" if args.precision == "auto" else args.precision)
     model = load_diffusion(run, precision) if run.sources else make_diffusion(run.config, precision, loss_weighting)
-    train_teacher(args, model, run, precision, loss_weighting)
+    images, labels = analyze.load_digits_csv(args.csv)
+    print(f"training on {len(images):,} digits from {analyze.display_path(args.csv)} (the network in {precision})")
+    train(args, model, run, (images, labels), {"csv": analyze.display_path(args.csv), "precision": precision,
+                                               "loss_weighting": loss_weighting})
     return drawing_sampler(model.ema_network, weak_network, args.precision)
 
 
