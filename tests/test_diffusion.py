@@ -124,35 +124,42 @@ def test_diffusion_rejects_bad_sampler_flags():
 
 # -- distillation ------------------------------------------------------------------------------
 
+def tiny_teacher(folder):
+    """A small untrained network saved as a run's drawing weights, with the record that vouches for them."""
+    network = train_diffusion.build_unet(**TINY)
+    analyze.save_weights_atomic(network, folder / AVERAGE)
+    analyze.write_json_atomic({"builder": train_diffusion.BUILDER, "config": TINY, "training": {},
+                               "ema_sha256": analyze.file_sha256(folder / AVERAGE)},
+                              analyze.record_path(folder / CHECKPOINT))
+    return network
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' save_weights under NumPy 2
-def test_a_distilled_sampler_learns_from_its_teacher_and_draws_until_the_teacher_changes(tmp_path, diffusion_run):
-    copy_weights(diffusion_run, tmp_path, train_diffusion.WEIGHT_FILES)
+def test_a_distilled_sampler_learns_from_its_teacher_and_draws_until_the_teacher_changes(tmp_path, capsys):
+    teacher_network = tiny_teacher(tmp_path)
     student_dir = tmp_path / train_diffusion.DISTILLED_DIR
-    flags = ("--num-per-digit", "1", "--digit", "3")
-    taught = run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "0", "--distill", "--dry-run",
-                                        "--batch-size", "8", *flags))
-    assert taught.returncode == 0, taught.stderr
-    assert "the teacher draws 20 digits to learn from" in taught.stdout, taught.stdout
+    flags = [str(flag) for flag in diffusion_args(tmp_path, tmp_path, "--num-per-digit", "1", "--digit", "3")[1:]]
+    train_diffusion.main([*flags, "--mode", "0", "--distill", "--dry-run", "--batch-size", "8"])
+    assert "the teacher draws 20 digits to learn from" in capsys.readouterr().out
     record = analyze.read_record(student_dir / CHECKPOINT)
     teacher_sha = analyze.read_record(tmp_path / CHECKPOINT)["ema_sha256"]
-    assert record["distilled_from"]["teacher_ema_sha256"] == teacher_sha
+    assert record["distilled_from"]["teacher_ema_sha256"] == teacher_sha and record["config"] == TINY
     assert record["training"]["epochs"] == 1 and record["ema_sha256"] == analyze.file_sha256(student_dir / AVERAGE)
     with np.load(student_dir / train_diffusion.PAIRS_FILE) as pairs:
         assert pairs["images"].shape == (20, 28, 28)  # whole rows of ten, at least the 2 batches of 8
-    # The student starts from its teacher's average, and training moved it.
-    teacher = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, teacher=True)
+    # The student starts from its teacher's weights, and training moved it.
     student = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING)
-    assert student.defaults is train_diffusion.DISTILLED_DEFAULTS and teacher.passes_per_digit() == 12  # 2 guided
-    assert not all(np.array_equal(a, b) for a, b in zip(student.network.get_weights(), teacher.network.get_weights()))
-    drawn = run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "2", *flags))
-    assert drawn.returncode == 0 and "drawing with the distilled sampler" in drawn.stdout
-    assert f"\n{train_diffusion.DISTILLED_STEPS} network passes per digit" in drawn.stdout
-    # A teacher trained on is another network: its old student is refused, the teacher still draws.
-    record_file = analyze.record_path(tmp_path / CHECKPOINT)
+    assert student.defaults is train_diffusion.DISTILLED_DEFAULTS and student.weights == student_dir / CHECKPOINT
+    assert not all(np.array_equal(a, b) for a, b in zip(student.network.get_weights(), teacher_network.get_weights()))
+    train_diffusion.main([*flags, "--mode", "2"])
+    out = capsys.readouterr().out
+    assert "drawing with the distilled sampler" in out and f"\n{train_diffusion.DISTILLED_STEPS} network passes" in out
+    # A student of another network (as the teacher's was, once trained on) is refused; the teacher still draws.
+    record_file = analyze.record_path(student_dir / CHECKPOINT)
     record_file.write_text(record_file.read_text().replace(teacher_sha, "0" * 64))
-    assert_clean_failure(run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "2", *flags)),
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "2")),
                          "was distilled from another network", "--teacher")
-    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, teacher=True).network is not None
+    assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, teacher=True).passes_per_digit() == 12  # 2 guided
     assert_clean_failure(run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "2", "--distill")),
                          "--distill trains")
 
