@@ -23,6 +23,7 @@ import functools
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -513,18 +514,19 @@ def pair_noise(seed, chunk, size):
 
 
 def teacher_pairs(teacher, path, count, seed, chunk, about):
-    """`count` (digit, label, noise) triples: the teacher's digits, each drawn from its noise.
-    They are kept in `path` (with `about`, what drew them) after every chunk, so an interrupted
-    run keeps what it drew."""
+    """(`count` (digit, label, noise) triples: the teacher's digits, each drawn from its noise;
+    the seconds they took). They are kept in `path` (with `about`, what drew them) after every
+    chunk, so an interrupted run keeps what it drew."""
     import keras
 
-    images, labels = np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int32)
+    images, labels, seconds = np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int32), 0.0
     if path.is_file():
         with np.load(path) as saved:
             if json.loads(str(saved["about"])) != about:
                 raise DataError(f"{analyze.display_path(path)} was drawn by another teacher or sampler than "
                                 "this run's; move it away to draw new pairs")
             images, labels = saved["images"], saved["labels"]
+            seconds = float(saved["seconds"]) if "seconds" in saved else 0.0
     chunks = math.ceil(count / chunk)
     if len(images) < chunks * chunk:
         print(f"the teacher draws {chunks * chunk:,} digits to learn from ({len(images):,} drawn already), "
@@ -532,14 +534,16 @@ def teacher_pairs(teacher, path, count, seed, chunk, about):
         bar = keras.utils.Progbar(chunks * chunk, unit_name="digit", verbose=analyze.progress_verbosity())
         bar.update(len(images))
     for k in range(len(images) // chunk, chunks):
+        start = time.perf_counter()
         chunk_labels = analyze.requested_labels(None, chunk // analyze.NUM_CLASSES)
         digits = teacher(chunk_labels, noise=pair_noise(seed, k, chunk), steps=about["steps"])
         images, labels = np.concatenate([images, digits]), np.concatenate([labels, chunk_labels])
+        seconds += time.perf_counter() - start
         with analyze.atomic_path(path) as tmp:
-            np.savez(tmp, images=images, labels=labels, about=json.dumps(about))
+            np.savez(tmp, images=images, labels=labels, about=json.dumps(about), seconds=seconds)
         bar.add(chunk)
     noise = np.concatenate([pair_noise(seed, k, chunk) for k in range(chunks)])
-    return images[:count], labels[:count], noise[:count]
+    return (images[:count], labels[:count], noise[:count]), seconds
 
 
 def distill(args, mode, precision, session):
@@ -559,7 +563,7 @@ def distill(args, mode, precision, session):
     chunk = (analyze.NUM_CLASSES * math.ceil(args.batch_size * DRY_RUN_BATCHES / analyze.NUM_CLASSES)
              if args.dry_run else SAMPLING_BATCH)
     count = chunk if args.dry_run else DISTILL_PAIRS
-    pairs = teacher_pairs(teacher, run.targets[0].parent / PAIRS_FILE, count, args.seed, chunk, about)
+    pairs, seconds = teacher_pairs(teacher, run.targets[0].parent / PAIRS_FILE, count, args.seed, chunk, about)
     if run.sources:
         model = load_diffusion(run, precision, make_command)
     else:
@@ -570,7 +574,7 @@ def distill(args, mode, precision, session):
         "method": "trained on the teacher's own (noise, digit) pairs, so that few plain steps follow them "
                   "(reflow, Liu et al. 2023)",
         "teacher": analyze.display_path(teacher_run.sources[1]), "pairs": count, **about,
-        "passes_per_digit": teacher.passes_per_digit(steps=about["steps"])}
+        "passes_per_digit": teacher.passes_per_digit(steps=about["steps"]), "pairs_wall_time_s": round(seconds, 1)}
     print(f"distilling into {analyze.display_path(run.targets[0].parent)} on {count:,} teacher digits "
           f"(the network in {precision})")
     train(args, model, run, pairs, {"pairs": analyze.display_path(run.targets[0].parent / PAIRS_FILE),

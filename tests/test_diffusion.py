@@ -179,8 +179,9 @@ def test_teacher_pairs_keep_what_was_drawn_and_draw_the_same_noise_again(tmp_pat
         train_diffusion.teacher_pairs(teacher, path, 40, 5, 20, about)
     with np.load(path) as kept:
         assert kept["images"].shape == (20, 28, 28)  # the first chunk was kept
-    images, labels, noise = train_diffusion.teacher_pairs(teacher, path, 40, 5, 20, about)
+    (images, labels, noise), seconds = train_diffusion.teacher_pairs(teacher, path, 40, 5, 20, about)
     assert calls == [20, 20, 20] and images.shape == (40, 28, 28) and noise.shape == (40, 28, 28, 1)
+    assert seconds > 0
     np.testing.assert_array_equal(labels, np.tile(np.repeat(np.arange(10), 2), 2))
     np.testing.assert_array_equal(images, np.clip(noise[..., 0] * 100, 0, 255).astype(np.uint8))
     with pytest.raises(analyze.DataError, match="another teacher or sampler"):
