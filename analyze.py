@@ -940,9 +940,10 @@ def parse_generator_args(parser, argv=None):
 @contextmanager
 def generator_errors():
     """A generator script's main body, with its bad input and Ctrl-C each ending in one line.
-    Set `.run` on what this yields once start_or_resume has answered, so an interrupted
-    training run can say where its last finished epoch is."""
-    session = argparse.Namespace(run=None)
+    Set `.run` on what this yields once start_or_resume has answered (and `.resume`, if the
+    flags that continue it are more than --mode 1), so an interrupted training run can say
+    where its last finished epoch is."""
+    session = argparse.Namespace(run=None, resume="--mode 1")
     try:
         yield session
     except DataError as exc:
@@ -951,7 +952,7 @@ def generator_errors():
         if session.run is None or session.run.mode == 2:
             fail("interrupted", code=130)
         fail(f"interrupted; {display_path(session.run.targets[0].parent)} holds the last finished epoch "
-             "(continue with --mode 1)", code=130)
+             f"(continue with {session.resume})", code=130)
 
 
 def requested_labels(digit=None, num_per_digit=1):

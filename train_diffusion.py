@@ -557,6 +557,7 @@ def distill(args, mode, precision, session):
     folder = Path(args.weights_dir) / DISTILLED_DIR
     run = session.run = analyze.start_or_resume(mode, folder, WEIGHT_FILES, teacher_run.config, BUILDER,
                                                 make_command, args.dry_run)
+    session.resume = "--mode 1 --distill"
     about = json.loads(json.dumps({"teacher_ema_sha256": (teacher_run.record or {}).get("ema_sha256"),
                                    "seed": args.seed, **teacher.defaults, **({"steps": 2} if args.dry_run else {})}))
     # A dry run draws one small chunk, of whole rows of ten digits.
@@ -572,7 +573,7 @@ def distill(args, mode, precision, session):
         model.ema_network.set_weights(teacher_network.get_weights())
     run.record["distilled_from"] = {
         "method": "trained on the teacher's own (noise, digit) pairs, so that few plain steps follow them "
-                  "(reflow, Liu et al. 2023)",
+                  "(reflow, Liu et al. 2023)", "rounds": 1,
         "teacher": analyze.display_path(teacher_run.sources[1]), "pairs": count, **about,
         "passes_per_digit": teacher.passes_per_digit(steps=about["steps"]), "pairs_wall_time_s": round(seconds, 1)}
     print(f"distilling into {analyze.display_path(run.targets[0].parent)} on {count:,} teacher digits "
