@@ -23,7 +23,7 @@ def test_the_diffusion_model_draws_the_reference_digits(reference):
     import train_diffusion
 
     labels = reference["labels"]
-    guided = train_diffusion.load_sampler(precision="float32")(labels, seed=7)
+    guided = train_diffusion.load_sampler(precision="float32", teacher=True)(labels, seed=7)
     plain = train_diffusion.load_sampler(precision="float32", autoguidance=1)(labels, seed=7, guidance=1,
                                                                                autoguidance=1)
     np.testing.assert_array_equal(guided, reference["diffusion"])
