@@ -1201,6 +1201,8 @@ def main():
     args = parser.parse_args()
     if args.samples_per_digit < 2:
         parser.error("--samples-per-digit must be at least 2")
+    if args.teacher and not args.serve:
+        parser.error("--teacher goes with --serve (the report scores the sampler that draws by default)")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
 

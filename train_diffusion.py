@@ -475,8 +475,10 @@ def distill_command(weights_dir):
 
 
 def has_distilled(weights_dir):
-    """Whether <weights_dir>/distilled holds a distilled sampler to draw with."""
-    return (Path(weights_dir) / DISTILLED_DIR / WEIGHT_FILES[1]).is_file()
+    """Whether <weights_dir>/distilled holds a distilled sampler to draw with (a dry run's
+    plumbing check is not one)."""
+    folder = Path(weights_dir) / DISTILLED_DIR
+    return (folder / WEIGHT_FILES[1]).is_file() and not analyze.made_by_dry_run(folder / WEIGHT_FILES[0])
 
 
 def drawing_sampler(network, weak_network=None, precision="auto", defaults=None):
@@ -530,7 +532,8 @@ def teacher_pairs(teacher, path, count, seed, chunk, about):
     chunks = math.ceil(count / chunk)
     if len(images) < chunks * chunk:
         print(f"the teacher draws {chunks * chunk:,} digits to learn from ({len(images):,} drawn already), "
-              f"{teacher.passes_per_digit(steps=about['steps'])} network passes each")
+              f"{teacher.passes_per_digit(steps=about['steps'])} network passes each; after Ctrl-C the same "
+              "command draws on")
         bar = keras.utils.Progbar(chunks * chunk, unit_name="digit", verbose=analyze.progress_verbosity())
         bar.update(len(images))
     for k in range(len(images) // chunk, chunks):
@@ -555,16 +558,20 @@ def distill(args, mode, precision, session):
     teacher = drawing_sampler(teacher_network, weak_network, args.precision)
     make_command = distill_command(args.weights_dir)
     folder = Path(args.weights_dir) / DISTILLED_DIR
-    run = session.run = analyze.start_or_resume(mode, folder, WEIGHT_FILES, teacher_run.config, BUILDER,
-                                                make_command, args.dry_run)
-    session.resume = "--mode 1 --distill"
+    run = analyze.start_or_resume(mode, folder, WEIGHT_FILES, teacher_run.config, BUILDER, make_command, args.dry_run)
     about = json.loads(json.dumps({"teacher_ema_sha256": (teacher_run.record or {}).get("ema_sha256"),
                                    "seed": args.seed, **teacher.defaults, **({"steps": 2} if args.dry_run else {})}))
+    taught_by = (run.record or {}).get("distilled_from", {}).get("teacher_ema_sha256")
+    if run.sources and taught_by != about["teacher_ema_sha256"]:
+        raise DataError(f"{analyze.display_path(folder)} was distilled from another network than the one in "
+                        f"{analyze.display_path(args.weights_dir)}; start again with `{make_command}`")
     # A dry run draws one small chunk, of whole rows of ten digits.
     chunk = (analyze.NUM_CLASSES * math.ceil(args.batch_size * DRY_RUN_BATCHES / analyze.NUM_CLASSES)
              if args.dry_run else SAMPLING_BATCH)
     count = chunk if args.dry_run else DISTILL_PAIRS
     pairs, seconds = teacher_pairs(teacher, run.targets[0].parent / PAIRS_FILE, count, args.seed, chunk, about)
+    # From here on an interrupted run has epochs to continue from (before, the pairs drawn).
+    session.run, session.resume = run, "--mode 1 --distill" + make_command.split("--distill", 1)[1]
     if run.sources:
         model = load_diffusion(run, precision, make_command)
     else:
@@ -660,6 +667,8 @@ def parse_args(argv=None):
     if "--distill" in argv:
         parser.set_defaults(epochs=DISTILL_EPOCHS)
     args = analyze.parse_generator_args(parser, argv)
+    if args.distill and (args.teacher or args.guidance is not None or args.autoguidance is not None):
+        parser.error("--distill learns the full sampler at its defaults: drop --teacher, --guidance and --autoguidance")
     check_sampler_arguments(parser, args)
     return args
 

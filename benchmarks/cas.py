@@ -117,8 +117,10 @@ def main():
                      "(drop --save, or point --weights-dir elsewhere)")
     train_diffusion.check_sampler_arguments(parser, args)
     diffusion_settings = train_diffusion.sampler_settings(args)
+    distilled = train_diffusion.has_distilled(args.weights_dir) and not args.teacher
+    defaults = train_diffusion.DISTILLED_DEFAULTS if distilled else train_diffusion.SAMPLER_DEFAULTS
     changed = {flag: value for flag, value in diffusion_settings.items()
-               if value is not None and value != train_diffusion.SAMPLER_DEFAULTS[flag]}
+               if value is not None and value != defaults[flag]}
     if changed and args.save:
         parser.error("--save stores figures of the default sampler settings; drop the sampler flags or --save")
 

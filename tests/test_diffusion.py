@@ -147,6 +147,11 @@ def test_a_distilled_sampler_learns_from_its_teacher_and_draws_until_the_teacher
     assert record["training"]["epochs"] == 1 and record["ema_sha256"] == analyze.file_sha256(student_dir / AVERAGE)
     with np.load(student_dir / train_diffusion.PAIRS_FILE) as pairs:
         assert pairs["images"].shape == (20, 28, 28)  # whole rows of ten, at least the 2 batches of 8
+    # A dry run's student is a plumbing check, not a sampler to draw with; as a real run's it is.
+    assert not train_diffusion.has_distilled(tmp_path)
+    record_file = analyze.record_path(student_dir / CHECKPOINT)
+    record_file.write_text(record_file.read_text().replace('"dry_run": true', '"dry_run": false'))
+    assert train_diffusion.has_distilled(tmp_path)
     # The student starts from its teacher's weights, and training moved it.
     student = train_diffusion.load_sampler(tmp_path, SAME_ROUNDING)
     assert student.defaults is train_diffusion.DISTILLED_DEFAULTS and student.weights == student_dir / CHECKPOINT
@@ -155,13 +160,16 @@ def test_a_distilled_sampler_learns_from_its_teacher_and_draws_until_the_teacher
     out = capsys.readouterr().out
     assert "drawing with the distilled sampler" in out and f"\n{train_diffusion.DISTILLED_STEPS} network passes" in out
     # A student of another network (as the teacher's was, once trained on) is refused; the teacher still draws.
-    record_file = analyze.record_path(student_dir / CHECKPOINT)
     record_file.write_text(record_file.read_text().replace(teacher_sha, "0" * 64))
     assert_clean_failure(run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "2")),
                          "was distilled from another network", "--teacher")
     assert train_diffusion.load_sampler(tmp_path, SAME_ROUNDING, teacher=True).passes_per_digit() == 12  # 2 guided
     assert_clean_failure(run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "2", "--distill")),
                          "--distill trains")
+    assert_clean_failure(run_script(*diffusion_args(tmp_path, tmp_path, "--mode", "1", "--distill", "--dry-run")),
+                         "was distilled from another network", "--mode 0 --distill")
+    assert_clean_failure(run_script("train_diffusion.py", "--mode", "0", "--distill", "--guidance", "2"),
+                         "--distill learns the full sampler at its defaults")
 
 
 def test_teacher_pairs_keep_what_was_drawn_and_draw_the_same_noise_again(tmp_path):
