@@ -59,7 +59,7 @@ DISTILL_COMMAND = "python train_diffusion.py --mode 0 --distill"
 DISTILL_PAIRS = 60_000  # teacher digits to learn from, as many as MNIST has training digits
 PAIRS_FILE = "teacher_pairs.npz"  # beside the student's weights; the noise is drawn again from the seed
 DISTILL_EPOCHS = 6
-DISTILL_LEARNING_RATE = 5e-4  # the student starts from the teacher, so it needs less than a new run
+DISTILL_LEARNING_RATE = 5e-4  # half a new run's peak: the student starts from its teacher
 DISTILLED_STEPS = 4
 
 # -- sampling -----------------------------------------------------------------------------
@@ -571,7 +571,7 @@ def distill(args, mode, precision, session):
     count = chunk if args.dry_run else DISTILL_PAIRS
     pairs, seconds = teacher_pairs(teacher, run.targets[0].parent / PAIRS_FILE, count, args.seed, chunk, about)
     # From here on an interrupted run has epochs to continue from (before, the pairs drawn).
-    session.run, session.resume = run, "--mode 1 --distill" + make_command.split("--distill", 1)[1]
+    session.run, session.resume = run, make_command.replace("--mode 0", "--mode 1").removeprefix("python ")
     if run.sources:
         model = load_diffusion(run, precision, make_command)
     else:
