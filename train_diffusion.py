@@ -203,10 +203,6 @@ def make_diffusion(config, precision="float32", loss_weighting="v"):
             x0 = analyze.to_signed_unit(images)
             # Bury each digit in noise at a random angle: signal cos(angle), noise sin(angle).
             angle = tf.random.uniform((n,), MIN_ANGLE, MAX_ANGLE)
-            if paired_noise:  # half a student's examples at the noise levels its steps start from
-                visited = tf.constant(sampling_angles(DISTILLED_STEPS)[:-1], tf.float32)
-                at_step = tf.gather(visited, tf.random.uniform((n,), 0, DISTILLED_STEPS, tf.int32))
-                angle = tf.where(tf.random.uniform((n,)) < 0.5, at_step, angle)
             noise = paired_noise[0] if paired_noise else tf.random.normal(tf.shape(x0))
             c, s = tf.cos(angle)[:, None, None, None], tf.sin(angle)[:, None, None, None]
             noisy = c * x0 + s * noise
