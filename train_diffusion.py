@@ -481,6 +481,15 @@ def has_distilled(weights_dir):
     return (folder / WEIGHT_FILES[1]).is_file() and not analyze.made_by_dry_run(folder / WEIGHT_FILES[0])
 
 
+def check_teacher(student, teacher, weights_dir, remedy):
+    """Refuse a student run (analyze.start_or_resume) distilled from another network than the
+    teacher run's: the sha256 of its EMA weights is in both records."""
+    taught_by = (student.record or {}).get("distilled_from", {}).get("teacher_ema_sha256")
+    if taught_by != (teacher.record or {}).get("ema_sha256"):
+        raise DataError(f"{analyze.display_path(Path(weights_dir) / DISTILLED_DIR)} was distilled from another "
+                        f"network than the one in {analyze.display_path(weights_dir)}; {remedy}")
+
+
 def drawing_sampler(network, weak_network=None, precision="auto", defaults=None):
     cast = functools.partial(analyze.network_in_precision, precision=precision)
     return Sampler(cast(network), None if weak_network is None else cast(weak_network), defaults)
@@ -495,11 +504,8 @@ def load_sampler(weights_dir=analyze.WEIGHTS_DIR, precision="auto", autoguidance
     if has_distilled(weights_dir) and not teacher and autoguidance is None:
         folder, make_command = Path(weights_dir) / DISTILLED_DIR, distill_command(weights_dir)
         student = analyze.start_or_resume(2, folder, WEIGHT_FILES, MODEL_CONFIG, BUILDER, make_command)
-        taught_by = (student.record or {}).get("distilled_from", {}).get("teacher_ema_sha256")
-        if taught_by != (run.record or {}).get("ema_sha256"):
-            raise DataError(f"{analyze.display_path(folder)} was distilled from another network than the one in "
-                            f"{analyze.display_path(weights_dir)}; remake it with `{make_command}`, or draw with "
-                            "the full sampler (--teacher)")
+        check_teacher(student, run, weights_dir, f"remake it with `{make_command}`, or draw with the full sampler "
+                      "(--teacher)")
         sampler = drawing_sampler(load_ema_network(student, make_command), None, precision, DISTILLED_DEFAULTS)
         sampler.weights = student.sources[0]  # its record, not the teacher's, is where its figures go
         return sampler
@@ -561,10 +567,8 @@ def distill(args, mode, precision, session):
     run = analyze.start_or_resume(mode, folder, WEIGHT_FILES, teacher_run.config, BUILDER, make_command, args.dry_run)
     about = json.loads(json.dumps({"teacher_ema_sha256": (teacher_run.record or {}).get("ema_sha256"),
                                    "seed": args.seed, **teacher.defaults, **({"steps": 2} if args.dry_run else {})}))
-    taught_by = (run.record or {}).get("distilled_from", {}).get("teacher_ema_sha256")
-    if run.sources and taught_by != about["teacher_ema_sha256"]:
-        raise DataError(f"{analyze.display_path(folder)} was distilled from another network than the one in "
-                        f"{analyze.display_path(args.weights_dir)}; start again with `{make_command}`")
+    if run.sources:
+        check_teacher(run, teacher_run, args.weights_dir, f"start again with `{make_command}`")
     # A dry run draws one small chunk, of whole rows of ten digits.
     chunk = (analyze.NUM_CLASSES * math.ceil(args.batch_size * DRY_RUN_BATCHES / analyze.NUM_CLASSES)
              if args.dry_run else SAMPLING_BATCH)
